@@ -1,0 +1,90 @@
+"""The `callcause` command: one sub-command per job, each implemented in its own module.
+
+Exit status: 0 success, 1 runtime failure, 2 bad input or bad config (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from callcause import __version__
+from callcause.errors import CallcauseError, ConfigError
+
+# sub-command -> "module:function(args) -> int"
+COMMANDS = {
+    "explain": "callcause.explain:main",
+    "run": "callcause.daemon:main",
+    "demo": "callcause.demo:main",
+    "replay": "callcause.replay:main",
+    "check-config": "callcause.daemon:check_config_main",
+    "outbox": "callcause.connectors.outbox:cli_main",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callcause",
+        description="Why did the call end? Hangup-cause records from Asterisk and FreeSWITCH.",
+    )
+    parser.add_argument("--version", action="version", version=f"callcause {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("explain", help="explain a SIP code, Q.850 cause, PBX cause name or DSS1 cause IE")
+    p.add_argument("text", nargs="+", help="e.g. 486, '480 No money left', q850:34, USER_BUSY, 0x8290")
+    p.add_argument("--lang", default=None, help="language of the texts: en, de, ru, zh (default en)")
+    p.add_argument("--dialect", choices=("asterisk", "freeswitch", "rfc3398"), default=None,
+                   help="whose SIP<->Q.850 mapping to apply (default: rfc3398)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--overrides", default=None, help="apply this overrides file")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    p.add_argument("-c", "--config", default="/etc/callcause/callcause.yaml", help="config file")
+
+    p = sub.add_parser("check-config", help="validate the config and overrides without connecting")
+    p.add_argument("-c", "--config", default="/etc/callcause/callcause.yaml", help="config file")
+
+    p = sub.add_parser("demo", help="run the pipeline against the built-in PBX simulator")
+    p.add_argument("--rate", type=float, default=20.0, help="calls per second the simulator plays")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds to run")
+    p.add_argument("--lang", default="en", help="language of the texts")
+
+    p = sub.add_parser("replay", help="run recorded AMI or ESL traffic through the pipeline")
+    p.add_argument("files", nargs="+", help="capture files")
+    p.add_argument("--format", choices=("ami", "esl", "auto"), default="auto")
+    p.add_argument("-c", "--config", default=None, help="write to the sinks of this config")
+    p.add_argument("--lang", default=None)
+    p.add_argument("--overrides", default=None, help="overrides to compare against (with --diff)")
+    p.add_argument("--diff", action="store_true", help="print the legs whose explanation changes")
+    p.add_argument("--json", action="store_true", help="print records as JSON Lines")
+
+    p = sub.add_parser("outbox", help="list, retry or purge webhook deliveries in the outbox")
+    p.add_argument("action", choices=("list", "retry", "purge"))
+    p.add_argument("-c", "--config", default="/etc/callcause/callcause.yaml", help="config file")
+    p.add_argument("--dead", action="store_true", help="only dead-lettered records")
+    p.add_argument("--endpoint", default=None, help="only this endpoint (its url or name)")
+    p.add_argument("--limit", type=int, default=50)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func = COMMANDS[args.command].split(":")
+    try:
+        handler = getattr(importlib.import_module(module), func)
+        return int(handler(args) or 0)
+    except ConfigError as exc:
+        print(f"callcause: config error: {exc}", file=sys.stderr)
+        return 2
+    except CallcauseError as exc:
+        print(f"callcause: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

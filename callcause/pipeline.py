@@ -1,0 +1,140 @@
+"""Sources -> translate -> record -> sinks, on one asyncio loop.
+
+A source calls `emit(clues)` (plain function, safe from protocol callbacks); the pipeline
+translates on its own task and hands each record to every sink in turn. A sink that fails
+is retried with backoff on the same record, so nothing accepted is dropped: the queue in
+front grows instead, and sources may `await pipeline.writable()` to slow their reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from callcause import metrics
+from callcause.record import CauseRecord, HangupClues
+
+log = logging.getLogger("callcause.pipeline")
+
+Emit = Callable[[HangupClues], None]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A PBX connection. `run` connects, reconnects, and calls `emit` once per ended leg,
+    until cancelled."""
+
+    name: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def run(self, emit: Emit) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where records go. `write` returns once the record is safely accepted."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(self, record: CauseRecord) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Explainer(Protocol):
+    def explain(self, clues: HangupClues): ...
+
+    def texts(self, explanation, lang: str): ...
+
+
+class Pipeline:
+    HIGH_WATER = 50_000
+
+    def __init__(self, translator: Explainer, sinks: Sequence[Sink]) -> None:
+        self.translator = translator
+        self.sinks = list(sinks)
+        self.queue: asyncio.Queue[HangupClues] = asyncio.Queue()
+        self._below_high_water = asyncio.Event()
+        self._below_high_water.set()
+        self.records = 0
+        self.on_record: Callable[[CauseRecord], None] | None = None   # demo/tests observe here
+
+    def emit(self, clues: HangupClues) -> None:
+        self.queue.put_nowait(clues)
+        if self.queue.qsize() >= self.HIGH_WATER:
+            self._below_high_water.clear()
+
+    async def writable(self) -> None:
+        """Wait while the queue is above its high-water mark (back-pressure for sources)."""
+        await self._below_high_water.wait()
+
+    def build(self, clues: HangupClues) -> CauseRecord:
+        translator = self.translator   # read once: a SIGHUP reload may swap it
+        return CauseRecord(clues, translator.explain(clues), translator.texts)
+
+    async def _deliver(self, sink: Sink, record: CauseRecord) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await sink.write(record)
+                metrics.SINK_WRITES.labels(sink=sink.name, result="ok").inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a sink's failure must not lose the record
+                metrics.SINK_WRITES.labels(sink=sink.name, result="error").inc()
+                log.error("sink %s: cannot write record %s: %s; retrying in %.1f s",
+                          sink.name, record.id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def process(self, clues: HangupClues) -> CauseRecord:
+        record = self.build(clues)
+        for sink in self.sinks:
+            await self._deliver(sink, record)
+        src = clues.source_name
+        metrics.RECORDS.labels(source=src, category=record.category).inc()
+        sip = record.explanation.sip
+        metrics.RECORDS_SIP_CLASS.labels(source=src, sip_class=sip["class"] if sip else "none").inc()
+        q850 = record.explanation.q850
+        metrics.RECORDS_Q850.labels(source=src, q850_cause=str(q850["cause"]) if q850 else "none").inc()
+        metrics.EVENT_TO_RECORD.observe(max(0.0, time.monotonic() - clues.received_at))
+        self.records += 1
+        if self.on_record is not None:
+            self.on_record(record)
+        return record
+
+    async def run(self) -> None:
+        """Consume clues until cancelled."""
+        while True:
+            clues = await self.queue.get()
+            try:
+                await self.process(clues)
+            finally:
+                self.queue.task_done()
+                if self.queue.qsize() < self.HIGH_WATER // 2:
+                    self._below_high_water.set()
+
+    async def drain(self) -> None:
+        """Process what is queued (used on SIGTERM after the sources stopped)."""
+        while not self.queue.empty():
+            clues = self.queue.get_nowait()
+            await self.process(clues)
+            self.queue.task_done()
+
+    async def start_sinks(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def close_sinks(self) -> None:
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                await sink.close()

@@ -1,0 +1,1 @@
+"""The transform: mapping tables and texts (YAML, data first) and the code that reads them."""

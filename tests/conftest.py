@@ -1,0 +1,1 @@
+"""Shared test settings. Area-specific helpers live beside their tests, not here."""
