@@ -285,7 +285,7 @@ class Section:
         inline, from_file = self.has(key), self.has(file_key)
         self._known.update({key, file_key})
         if inline and from_file:
-            raise self.error(file_key, f"both {key} and {file_key} are set", fix=f"keep only one of them")
+            raise self.error(file_key, f"both {key} and {file_key} are set", fix="keep only one of them")
         if from_file:
             path = self.str(file_key)
             try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from collections.abc import Callable
 
 SourceKind = Literal["asterisk", "freeswitch"]
 HangupSource = Literal["caller", "callee", "pbx", "unknown"]

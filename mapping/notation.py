@@ -1,0 +1,305 @@
+"""Parse every way an operator writes a hangup cause into the clues the translator reads.
+
+`486`, `SIP/2.0 480 No money left`, `SIP 486 Busy Here`, `sip:486`, `q850:34`, `cause=34`,
+`Reason: Q.850;cause=34;text="..."`, `USER_BUSY`, `AST_CAUSE_CONGESTION`, `PRI_CAUSE_USER_BUSY`,
+`0x8290`, `82 90`, `Cause i = 0x829F08 - Normal, unspecified`, DialStatus values, and the same
+values as `Header: value` lines copied from AMI or ESL. Anything else raises NotationError
+with one line saying what was understood and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from callcause.mapping.tables import Tables
+
+from callcause.errors import NotationError
+from callcause.record import ReasonHeader
+
+EXPECTED = ("a SIP code (486, 'SIP/2.0 480 No money left', 'SIP 486 Busy Here', sip:486), "
+            "a Q.850 cause (q850:34, cause=34, 'Reason: Q.850;cause=34'), a cause name (USER_BUSY, "
+            "AST_CAUSE_CONGESTION, PRI_CAUSE_USER_BUSY), a DialStatus (BUSY) or a DSS1 cause "
+            "IE (0x8290, '82 90', 'Cause i = 0x829F08')")
+
+
+@dataclass(slots=True)
+class Notation:
+    """What one piece of text says. `dialect` is set when the notation betrays its PBX."""
+
+    kind: str                       # sip | q850 | reason | name | dial_status | dss1
+    text: str
+    sip_code: int | None = None
+    sip_reason: str | None = None
+    q850: int | None = None
+    reason_headers: list[ReasonHeader] = field(default_factory=list)
+    pbx_cause: str | None = None    # FreeSWITCH cause name
+    dial_status: str | None = None
+    dss1: dict | None = None        # coding_standard, location, recommendation, cause, diagnostic
+    dialect: str | None = None
+    name_family: str | None = None  # freeswitch | asterisk | libpri, for cause names
+
+
+def _fail(understood: str) -> NotationError:
+    return NotationError(f"{understood}; expected {EXPECTED}")
+
+
+# --- SIP -------------------------------------------------------------------------------
+
+_SIP_STATUS = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+_SIP_TECH = re.compile(r"^SIP\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)            # HANGUPCAUSE(...,tech)
+_SIP_PROTO = re.compile(r"^sip\s*:\s*(\d{3})$", re.IGNORECASE)                     # proto_specific_hangup_cause
+_CODE_PHRASE = re.compile(r"^(\d{3})(?:\s+(\S.*))?$")
+
+
+def _sip_code(value: str, text: str) -> int:
+    code = int(value)
+    if not 100 <= code <= 799:
+        raise _fail(f"understood a SIP response code in {text!r}, but {code} is outside 100-799")
+    return code
+
+
+def _clean_phrase(phrase: str | None) -> str | None:
+    phrase = (phrase or "").strip().strip('"').strip()
+    return phrase or None
+
+
+# --- Reason header (RFC 3326, RFC 6432, RFC 8606) ------------------------------------------
+
+_REASON_PREFIX = re.compile(r"^reason\s*:\s*", re.IGNORECASE)
+_REASON_VALUE = re.compile(r"^\s*(Q\.850|SIP|[A-Za-z][\w.\-]*)\s*(;.*)?$", re.IGNORECASE)
+_PARAM = re.compile(r';\s*([A-Za-z][\w\-]*)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,]*))?')
+
+
+def _split_reason_values(text: str) -> list[str]:
+    """Split on commas outside quoted strings (a `text=` may contain commas)."""
+    parts, buf, quoted, escaped = [], [], False, False
+    for ch in text:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            buf.append(ch)
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+            buf.append(ch)
+        elif ch == "," and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_reason_header(text: str) -> list[ReasonHeader]:
+    """All values of a Reason header (`Q.850;cause=16;text="..."`, several comma-separated).
+
+    Raises NotationError when no value has a protocol and a numeric cause.
+    """
+    body = _REASON_PREFIX.sub("", text.strip())
+    headers = []
+    for value in _split_reason_values(body):
+        m = _REASON_VALUE.match(value)
+        if not m:
+            raise _fail(f"understood a Reason header, but {value!r} has no protocol;cause=N")
+        protocol = m.group(1)
+        params = {k.lower(): (v or "").strip() for k, v in _PARAM.findall(m.group(2) or "")}
+        cause = params.get("cause", "")
+        if not cause.isdigit():
+            raise _fail(f"understood a Reason header ({protocol}), but cause={cause!r} is not a number")
+        txt = params.get("text")
+        if txt is not None:
+            txt = txt[1:-1].replace('\\"', '"') if txt.startswith('"') and txt.endswith('"') else txt
+        proto = "Q.850" if protocol.upper() == "Q.850" else protocol.upper() if protocol.upper() == "SIP" \
+            else protocol
+        headers.append(ReasonHeader(proto, int(cause), txt or None, params.get("location") or None))
+    if not headers:
+        raise _fail("understood a Reason header with no value")
+    return headers
+
+
+# --- Q.850 numbers ----------------------------------------------------------------------
+
+_Q850 = re.compile(r"^(?:q\.?850|cause|isdn)\s*[:=\s]\s*(\d{1,3})$", re.IGNORECASE)
+
+
+def _q850_value(value: str, text: str) -> int:
+    cause = int(value)
+    if not 0 <= cause <= 127:
+        raise _fail(f"understood a Q.850 cause in {text!r}, but {cause} is outside 0-127")
+    return cause
+
+
+# --- DSS1 / Q.931 cause information element -----------------------------------------------
+
+_DSS1_CISCO = re.compile(r"^cause\s+i\s*=\s*(?:0x)?([0-9a-f]+)(?:\s*-\s*(.*))?$", re.IGNORECASE)
+_HEX_0X = re.compile(r"^0x([0-9a-f]+)$", re.IGNORECASE)
+_HEX_PAIRS = re.compile(r"^[0-9a-f]{2}(?:[\s:-][0-9a-f]{2})+$", re.IGNORECASE)
+
+
+def decode_cause_ie(octets: bytes, text: str) -> dict:
+    """Decode the cause IE contents (Q.931 §4.5.12 / Q.850 §2): octet 3 (coding standard,
+    location), optional 3a (recommendation, when octet 3's extension bit is 0), octet 4
+    (cause value), then diagnostics. A leading IE identifier 0x08 with a matching length is
+    skipped, so a full IE copied from a trace also decodes."""
+    if len(octets) >= 3 and octets[0] == 0x08 and octets[1] == len(octets) - 2:
+        octets = octets[2:]
+    if len(octets) < 2:
+        raise _fail(f"understood a DSS1 cause IE in {text!r}, but it needs at least 2 octets "
+                    "(location and cause value)")
+    o3 = octets[0]
+    i = 1
+    recommendation = None
+    if not o3 & 0x80:
+        recommendation = octets[1] & 0x7F
+        i = 2
+        if len(octets) < 3:
+            raise _fail(f"understood a DSS1 cause IE in {text!r} with octet 3a, but the cause "
+                        "value octet is missing")
+    o4 = octets[i]
+    if not o4 & 0x80:
+        raise _fail(f"understood a DSS1 cause IE in {text!r}, but the cause octet 0x{o4:02X} lacks "
+                    "its extension bit (expected 0x80-0xFF)")
+    return {
+        "coding_standard": (o3 >> 5) & 0x03,
+        "location": o3 & 0x0F,
+        "recommendation": recommendation,
+        "cause": o4 & 0x7F,
+        "diagnostic": octets[i + 1:].hex().upper() or None,
+        "octets": octets.hex().upper(),
+    }
+
+
+def _dss1(hexdigits: str, text: str) -> Notation:
+    if len(hexdigits) % 2:
+        raise _fail(f"understood hexadecimal octets in {text!r}, but there is an odd number of digits")
+    info = decode_cause_ie(bytes.fromhex(hexdigits), text)
+    return Notation("dss1", text, q850=info["cause"], dss1=info)
+
+
+# --- Header lines copied from AMI / ESL -----------------------------------------------------
+
+_HEADER = re.compile(r"^([A-Za-z][\w\-]*)\s*:\s*(.*)$")
+_HEADER_KINDS = {
+    "cause": "q850", "hangupcause": "q850", "variable_hangup_cause_q850": "q850",
+    "hangup_cause_q850": "q850", "q.850": "q850",
+    "techcause": "sip", "variable_sip_term_status": "sip", "sip_term_status": "sip",
+    "variable_sip_invite_failure_status": "sip", "sip_invite_failure_status": "sip",
+    "variable_proto_specific_hangup_cause": "any", "proto_specific_hangup_cause": "any",
+    "variable_last_bridge_proto_specific_hangup_cause": "any",
+    "hangup-cause": "name", "variable_hangup_cause": "name", "hangup_cause": "name",
+    "dialstatus": "dial_status", "variable_dialstatus": "dial_status",
+    "reason": "reason", "variable_sip_reason": "reason",
+}
+
+
+class NotationParser:
+    """Parses text against the names the tables know (FreeSWITCH, Asterisk, libpri)."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def parse(self, text: str) -> Notation:
+        raw = text
+        text = " ".join(text.split())
+        if not text:
+            raise _fail("understood nothing (the input is empty)")
+        if len(text) > 2000:
+            raise _fail(f"understood {len(text)} characters of text, far too long for one cause")
+        m = _HEADER.match(text)
+        if m and m.group(1).lower() in _HEADER_KINDS and not _SIP_STATUS.match(text):
+            return self._header(m.group(1).lower(), unquote(m.group(2).strip()), raw)
+        return self._value(text)
+
+    def _header(self, key: str, value: str, text: str) -> Notation:
+        kind = _HEADER_KINDS[key]
+        if not value:
+            raise _fail(f"understood the header {key!r}, but it has no value")
+        if kind == "reason":
+            return Notation("reason", text, reason_headers=parse_reason_header(value))
+        if kind == "q850":
+            if not value.isdigit():
+                raise _fail(f"understood the header {key!r}, but {value!r} is not a cause number")
+            return Notation("q850", text, q850=_q850_value(value, text),
+                            dialect="freeswitch" if key.startswith(("variable_", "hangup_")) else "asterisk")
+        if kind == "sip":
+            if not value.isdigit():
+                raise _fail(f"understood the header {key!r}, but {value!r} is not a SIP code")
+            return Notation("sip", text, sip_code=_sip_code(value, text),
+                            dialect="asterisk" if key == "techcause" else "freeswitch")
+        if kind == "dial_status":
+            return self._name(value.upper(), text, prefer="dial_status")
+        return self._value(value)
+
+    def _value(self, text: str) -> Notation:
+        if text.isdigit():
+            number = int(text)
+            if 100 <= number <= 799:
+                return Notation("sip", text, sip_code=number)
+            if number <= 127:
+                return Notation("q850", text, q850=number)
+            raise _fail(f"understood the number {number}, which is neither a SIP code (100-799) "
+                        "nor a Q.850 cause (0-127)")
+        if m := _SIP_STATUS.match(text):
+            return Notation("sip", text, sip_code=_sip_code(m.group(1), text),
+                            sip_reason=_clean_phrase(m.group(2)))
+        if m := _SIP_TECH.match(text):
+            return Notation("sip", text, sip_code=_sip_code(m.group(1), text),
+                            sip_reason=_clean_phrase(m.group(2)), dialect="asterisk")
+        if m := _SIP_PROTO.match(text):
+            return Notation("sip", text, sip_code=_sip_code(m.group(1), text), dialect="freeswitch")
+        if m := _CODE_PHRASE.match(text):
+            return Notation("sip", text, sip_code=_sip_code(m.group(1), text),
+                            sip_reason=_clean_phrase(m.group(2)))
+        if m := _Q850.match(text):
+            return Notation("q850", text, q850=_q850_value(m.group(1), text))
+        if m := _DSS1_CISCO.match(text):
+            return _dss1(m.group(1), text)
+        if m := _HEX_0X.match(text):
+            return _dss1(m.group(1), text)
+        if _HEX_PAIRS.match(text):
+            return _dss1(re.sub(r"[\s:-]", "", text), text)
+        if _REASON_PREFIX.match(text) or re.match(r"^(Q\.850|SIP)\s*;", text, re.IGNORECASE):
+            return Notation("reason", text, reason_headers=parse_reason_header(text))
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_ ]*", text):
+            return self._name(text.upper().replace(" ", "_"), text)
+        raise _fail(f"understood nothing in {text!r}")
+
+    def _name(self, name: str, text: str, prefer: str | None = None) -> Notation:
+        t = self.tables
+        if name.startswith("AST_CAUSE_"):
+            if name in t.ast_names:
+                return Notation("name", text, q850=t.ast_names[name], dialect="asterisk",
+                                name_family="asterisk", pbx_cause=name)
+            raise self._unknown(name, t.ast_names, "an Asterisk cause macro")
+        if name.startswith("PRI_CAUSE_"):
+            if name in t.pri_names:
+                return Notation("name", text, q850=t.pri_names[name], name_family="libpri", pbx_cause=name)
+            raise self._unknown(name, t.pri_names, "a libpri cause macro")
+        if name.startswith("SWITCH_CAUSE_"):
+            name = name.removeprefix("SWITCH_CAUSE_")
+        if prefer == "dial_status" or (name in t.dial_status and name not in t.fs_names):
+            status = name.split(":")[0]
+            if status in t.dial_status:
+                return Notation("dial_status", text, dial_status=status, dialect="asterisk")
+            if prefer == "dial_status":
+                raise self._unknown(status, t.dial_status, "an Asterisk DialStatus")
+        if name in t.fs_names:
+            return Notation("name", text, pbx_cause=name, q850=t.fs_q850(name), dialect="freeswitch",
+                            name_family="freeswitch")
+        if f"AST_CAUSE_{name}" in t.ast_names:
+            return Notation("name", text, q850=t.ast_names[f"AST_CAUSE_{name}"], dialect="asterisk",
+                            name_family="asterisk", pbx_cause=f"AST_CAUSE_{name}")
+        known = {**t.fs_names, **t.ast_names, **t.pri_names, **{k: 0 for k in t.dial_status}}
+        raise self._unknown(name, known, "a cause name")
+
+    @staticmethod
+    def _unknown(name: str, known: dict, what: str) -> NotationError:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return NotationError(f"understood {what}, {name}, but no table knows it{hint}; "
+                             f"expected {EXPECTED}")

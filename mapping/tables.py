@@ -1,0 +1,274 @@
+"""Load the YAML mapping tables once and compile them into fast lookups.
+
+The tables are data (`mapping/tables/*.yaml`, each citing its sources); this module only
+reads, checks and indexes them. Everything the translator needs per call is a dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from callcause.record import CATEGORIES, FAULTS, HANGUP_SOURCES, SEVERITIES
+
+TABLES_DIR = Path(__file__).parent / "tables"
+DIALECTS = ("rfc3398", "asterisk", "freeswitch")
+
+
+class TableError(Exception):
+    """A built-in table is inconsistent: a bug in the package, caught by the tests."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The machine-readable verdict an entry gives: what kind of end, how bad, whose fault."""
+
+    category: str
+    severity: str
+    retryable: bool
+    fault: str
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], where: str) -> Outcome:
+        out = cls(entry.get("category", "unknown"), entry.get("severity", "warning"),
+                  bool(entry.get("retryable", False)), entry.get("fault", "unknown"))
+        if out.category not in CATEGORIES:
+            raise TableError(f"{where}: category {out.category!r} is not in the vocabulary")
+        if out.severity not in SEVERITIES:
+            raise TableError(f"{where}: severity {out.severity!r} is not in the vocabulary")
+        if out.fault not in FAULTS:
+            raise TableError(f"{where}: fault {out.fault!r} is not in the vocabulary")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SipCode:
+    code: int
+    reason: str
+    reference: str
+    status: str                     # standard | deprecated | non-standard
+    outcome: Outcome
+
+    @property
+    def klass(self) -> str:
+        return f"{self.code // 100}xx"
+
+
+@dataclass(frozen=True, slots=True)
+class Q850Cause:
+    value: int
+    name: str
+    asterisk: tuple[str, ...]
+    asterisk_text: str | None
+    freeswitch: str | None
+    libpri: tuple[str, ...]
+    status: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FreeswitchCause:
+    """One of FreeSWITCH's own causes, numbered above 127 (reported as Q.850 16)."""
+
+    name: str
+    code: int
+    code_before_1_10_8: int | None
+    q850_reported: int
+    outcome: Outcome
+    hangup_source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DialStatus:
+    name: str
+    meaning: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    id: str
+    codes: frozenset[int]
+    pattern: re.Pattern[str]
+    outcome: Outcome
+    seen: str
+
+
+@dataclass(slots=True)
+class Dialect:
+    """One PBX's (or the RFC's) view of SIP <-> Q.850, with its defaults for unlisted values."""
+
+    name: str
+    sip_to_q850: dict[int, int | None]
+    sip_default: dict[str, int | None]
+    q850_to_sip: dict[int, int | None]
+    q850_default: dict[str, int | None]
+    # FreeSWITCH writes its tables by cause name; these keep the names for display.
+    sip_to_name: dict[int, str] = field(default_factory=dict)
+    name_to_sip: dict[str, int | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def q850_for_sip(self, code: int) -> int | None:
+        if code in self.sip_to_q850:
+            return self.sip_to_q850[code]
+        d = self.sip_default
+        return d.get(f"{code // 100}xx", d.get("*"))
+
+    def sip_for_q850(self, cause: int) -> int | None:
+        if cause in self.q850_to_sip:
+            return self.q850_to_sip[cause]
+        d = self.q850_default
+        return d.get(str(cause >> 4), d.get("*"))
+
+
+@dataclass(slots=True)
+class Tables:
+    sip: dict[int, SipCode]
+    q850: dict[int, Q850Cause]
+    q850_classes: dict[int, str]
+    freeswitch: dict[str, FreeswitchCause]
+    dial_status: dict[str, DialStatus]
+    phrases: list[Phrase]
+    dialects: dict[str, Dialect]
+    dss1: dict[str, Any]
+    # name indexes, all upper-case keys
+    fs_names: dict[str, int] = field(default_factory=dict)      # USER_BUSY -> 17, ORIGINATOR_CANCEL -> 487
+    ast_names: dict[str, int] = field(default_factory=dict)     # AST_CAUSE_BUSY -> 17
+    pri_names: dict[str, int] = field(default_factory=dict)     # PRI_CAUSE_USER_BUSY -> 17
+    phrases_by_code: dict[int, list[Phrase]] = field(default_factory=dict)
+
+    def q850_class(self, value: int) -> str:
+        return self.q850_classes.get(value >> 4, "unknown")
+
+    def fs_q850(self, name: str) -> int | None:
+        """The Q.850 value FreeSWITCH reports for one of its cause names (16 above 127)."""
+        num = self.fs_names.get(name.upper())
+        if num is None:
+            return None
+        return num if num <= 127 else 16
+
+    def phrase_for(self, code: int, reason: str | None) -> Phrase | None:
+        if not reason:
+            return None
+        text = reason.strip()
+        for phrase in self.phrases_by_code.get(code, ()):
+            if phrase.pattern.search(text):
+                return phrase
+        return None
+
+
+def _read(name: str, directory: Path) -> dict[str, Any]:
+    path = directory / name
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise TableError(f"{path.name}: expected a mapping at the top")
+    return data
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _compile_dialect(name: str, raw: dict[str, Any], fs_names: dict[str, int]) -> Dialect:
+    def cause_number(value: Any) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        num = fs_names.get(str(value).upper())
+        if num is None:
+            raise TableError(f"dialects.yaml {name}: unknown cause name {value!r}")
+        return num if num <= 127 else 16
+
+    d = Dialect(name=name, sip_to_q850={}, sip_default={}, q850_to_sip={}, q850_default={},
+                notes=list(raw.get("notes") or []), sources=list(raw.get("sources") or []))
+    for code, value in (raw.get("sip_to_q850") or {}).items():
+        d.sip_to_q850[int(code)] = cause_number(value)
+        if isinstance(value, str):
+            d.sip_to_name[int(code)] = value.upper()
+    for key, value in (raw.get("sip_to_q850_default") or {}).items():
+        d.sip_default[str(key)] = cause_number(value)
+    for key, value in (raw.get("q850_to_sip") or {}).items():
+        if isinstance(key, str) and not key.isdigit():
+            d.name_to_sip[key.upper()] = _opt_int(value)
+            num = fs_names.get(key.upper())
+            if num is not None and num <= 127:
+                d.q850_to_sip[num] = _opt_int(value)
+        else:
+            d.q850_to_sip[int(key)] = _opt_int(value)
+    for key, value in (raw.get("q850_to_sip_default") or {}).items():
+        d.q850_default[str(key)] = _opt_int(value)
+    return d
+
+
+def load_tables(directory: Path = TABLES_DIR) -> Tables:
+    """Read and index every table; raises TableError when a table contradicts itself."""
+    sip_raw = _read("sip.yaml", directory)["codes"]
+    sip = {
+        int(code): SipCode(int(code), e["reason"], str(e.get("reference", "")), e.get("status", "standard"),
+                           Outcome.from_entry(e, f"sip.yaml {code}"))
+        for code, e in sip_raw.items()
+    }
+    q_raw = _read("q850.yaml", directory)
+    q850 = {
+        int(v): Q850Cause(int(v), e["name"], tuple(e.get("asterisk") or ()), e.get("asterisk_text"),
+                          e.get("freeswitch"), tuple(e.get("libpri") or ()), e.get("status", "standard"),
+                          Outcome.from_entry(e, f"q850.yaml {v}"))
+        for v, e in q_raw["causes"].items()
+    }
+    classes = {int(k): str(v) for k, v in q_raw["classes"].items()}
+    fs_raw = _read("freeswitch.yaml", directory)["causes"]
+    freeswitch = {}
+    for name, e in fs_raw.items():
+        hs = e.get("hangup_source")
+        if hs is not None and hs not in HANGUP_SOURCES:
+            raise TableError(f"freeswitch.yaml {name}: hangup_source {hs!r} is not in the vocabulary")
+        freeswitch[name.upper()] = FreeswitchCause(
+            name.upper(), int(e["code"]), _opt_int(e.get("code_before_1_10_8")),
+            int(e.get("q850_reported", 16)), Outcome.from_entry(e, f"freeswitch.yaml {name}"), hs)
+    ast_raw = _read("asterisk.yaml", directory)
+    dial_status = {
+        name.upper(): DialStatus(name.upper(), str(e.get("meaning", "")),
+                                 Outcome.from_entry(e, f"asterisk.yaml {name}"))
+        for name, e in ast_raw["dial_status"].items()
+    }
+    phrases = []
+    for e in _read("phrases.yaml", directory)["phrases"]:
+        try:
+            pattern = re.compile(e["match"], re.IGNORECASE)
+        except re.error as exc:
+            raise TableError(f"phrases.yaml {e.get('id')}: bad regex: {exc}") from None
+        phrases.append(Phrase(e["id"], frozenset(int(c) for c in e["codes"]), pattern,
+                              Outcome.from_entry(e, f"phrases.yaml {e['id']}"), str(e.get("seen", ""))))
+    tables = Tables(sip=sip, q850=q850, q850_classes=classes, freeswitch=freeswitch,
+                    dial_status=dial_status, phrases=phrases, dialects={},
+                    dss1=_read("dss1.yaml", directory))
+    for cause in q850.values():
+        if cause.freeswitch:
+            tables.fs_names[cause.freeswitch.upper()] = cause.value
+        for n in cause.asterisk:
+            tables.ast_names[n.upper()] = cause.value
+        for n in cause.libpri:
+            tables.pri_names[n.upper()] = cause.value
+    for fs in freeswitch.values():
+        tables.fs_names[fs.name] = fs.code
+    for phrase in phrases:
+        for code in phrase.codes:
+            tables.phrases_by_code.setdefault(code, []).append(phrase)
+    raw_dialects = _read("dialects.yaml", directory)["dialects"]
+    for name in DIALECTS:
+        if name not in raw_dialects:
+            raise TableError(f"dialects.yaml: dialect {name!r} is missing")
+        tables.dialects[name] = _compile_dialect(name, raw_dialects[name], tables.fs_names)
+    return tables
+
+
+@cache
+def builtin_tables() -> Tables:
+    """The package's tables, loaded once per process."""
+    return load_tables()
