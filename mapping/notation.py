@@ -14,9 +14,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from callcause.mapping.tables import Tables
-
 from callcause.errors import NotationError
+from callcause.mapping.tables import Tables
 from callcause.record import ReasonHeader
 
 EXPECTED = ("a SIP code (486, 'SIP/2.0 480 No money left', 'SIP 486 Busy Here', sip:486), "

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callcause.mapping.locales import FIELDS, SUPPORTED, resolve_language
-
 from callcause.config import Section, load_yaml
 from callcause.errors import ConfigError
+from callcause.mapping.locales import FIELDS, SUPPORTED, resolve_language
 from callcause.record import CATEGORIES, FAULTS, HANGUP_SOURCES, SEVERITIES
 
 

@@ -14,7 +14,6 @@ from callcause.mapping.locales import Locales, builtin_locales
 from callcause.mapping.notation import Notation, NotationParser
 from callcause.mapping.overrides import Overrides, load_overrides
 from callcause.mapping.tables import DIALECTS, Outcome, Tables, builtin_tables
-
 from callcause.record import Explanation, HangupClues, Texts
 
 UNKNOWN = Outcome("unknown", "warning", False, "unknown")
