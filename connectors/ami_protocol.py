@@ -1,0 +1,240 @@
+"""The AMI wire layer: panoramisk 1.4 as transport, with its reader replaced by ours.
+
+panoramisk decodes each TCP chunk on its own (a UTF-8 character split across reads is lost),
+drops `Key:` headers with nothing after the colon, keeps an unterminated frame forever and
+parses every event of the firehose. `AmiProtocol` (handed to panoramisk's `Manager` through
+`protocol_factory`) frames bytes first and decodes whole frames only, caps the frame size,
+tolerates empty values, and parses only the events the source asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.manager import Manager
+from panoramisk.message import Message
+
+from callcause.problems import ProblemLog
+
+log = logging.getLogger("callcause.connectors.ami")
+
+BANNER = b"Asterisk Call Manager/"
+TERMINATOR = b"\r\n\r\n"
+MAX_FRAME_BYTES = 1 << 20
+
+Fields = dict[str, str]
+# (event name lower-cased, fields with lower-cased keys)
+EventHandler = Callable[[str, Fields], None]
+# Given the raw frame (without terminator) of a wanted event, say whether to parse it.
+FrameGate = Callable[[str, bytes], bool]
+
+# Header names are few and repeat in every event: lower-case each spelling once.
+_LOWER: dict[str, str] = {}
+
+
+def parse_fields(text: str) -> tuple[Fields, int]:
+    """`Key: value` lines into a dict with lower-cased keys; returns (fields, bad lines).
+
+    Splits on the first colon, so values may contain `: `, and accepts `Key:` with no space
+    (pasted copies lose it). The first occurrence of a repeated key wins, which keeps the
+    channel snapshot of a UserEvent whose user part repeats `Channel`.
+    """
+    fields: Fields = {}
+    bad = 0
+    for line in text.split("\r\n"):
+        key, sep, value = line.partition(":")
+        if not sep or not key:
+            if line:
+                bad += 1
+            continue
+        lk = _LOWER.get(key)
+        if lk is None:
+            lk = _LOWER.setdefault(key, key.strip().lower())
+        if value[:1] == " ":
+            value = value[1:]
+        if lk not in fields:
+            fields[lk] = value
+    return fields, bad
+
+
+class AmiProtocol(AMIProtocol):
+    """panoramisk's protocol with a byte-level frame reader.
+
+    Responses still go to panoramisk (`handle_message`), so `Manager.send_action` futures
+    work as usual; events go straight to `on_event`, matched case-insensitively by name.
+    """
+
+    # Set by the source before connecting (class attributes are copied per instance).
+    on_event: EventHandler | None = None
+    on_frame: Callable[[int], None] | None = None     # bytes received, for tests and metrics
+    wanted: frozenset[str] = frozenset()
+    gate: FrameGate | None = None
+    problems: ProblemLog | None = None
+    max_frame: int = MAX_FRAME_BYTES
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.buffer = bytearray()
+        self.version: str | None = None
+        self.banner_seen = False
+        self.discarding = False        # inside an oversized frame: drop until its terminator
+        self.events_seen = 0
+        self.bytes_received = 0
+
+    # panoramisk's reader is replaced as a whole: see the module docstring for why.
+    def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        if self.buffer:
+            self.buffer += data
+            data = bytes(self.buffer)
+            self.buffer.clear()
+        if self.discarding:
+            end = data.find(TERMINATOR)
+            if end < 0:
+                self.buffer += data[-3:]       # keep a possible partial terminator
+                return
+            data = data[end + 4:]
+            self.discarding = False
+        if not self.banner_seen:
+            data = self._read_banner(data)
+            if data is None:
+                return
+        start = 0
+        events = 0
+        find = data.find
+        while True:
+            end = find(TERMINATOR, start)
+            if end < 0:
+                break
+            if end - start > self.max_frame:
+                self._oversized(end - start)
+            elif end > start:
+                events += self._frame(data[start:end])
+            start = end + 4
+        rest = len(data) - start
+        if rest > self.max_frame:
+            self._oversized(rest)
+            self.discarding = True
+            self.buffer += data[-3:]
+        elif rest:
+            self.buffer += data[start:]
+        self.events_seen += events
+        if self.on_frame is not None:
+            self.on_frame(events)
+
+    def _read_banner(self, data: bytes) -> bytes | None:
+        """Strip the one-line banner (no blank line follows it); None = wait for more bytes."""
+        if not data.startswith(BANNER):
+            if BANNER.startswith(data):
+                self.buffer += data
+                return None
+            self.banner_seen = True          # no banner: everything is frames
+            return data
+        eol = data.find(b"\r\n")
+        if eol < 0:
+            if len(data) <= 256:
+                self.buffer += data
+                return None
+            self.banner_seen = True
+            return data
+        self.version = data[len(BANNER):eol].decode("ascii", "replace").strip()
+        self.banner_seen = True
+        return data[eol + 2:]
+
+    def _oversized(self, size: int) -> None:
+        if self.problems is not None:
+            self.problems.report(
+                "oversized_frame",
+                f"a frame of more than {self.max_frame} bytes ({size} so far) was dropped",
+                "the peer is not speaking AMI correctly, or a channel variable is huge")
+
+    def _frame(self, raw: bytes) -> int:
+        """Handle one frame; returns 1 when it was an event."""
+        if raw.startswith(b"Event: "):
+            eol = raw.find(b"\r\n")
+            name = (raw[7:eol] if eol >= 0 else raw[7:]).decode("ascii", "replace").strip().lower()
+            if name in self.wanted and (self.gate is None or self.gate(name, raw)):
+                fields = self._decode(raw)
+                if fields is not None and self.on_event is not None:
+                    if "actionid" in fields and fields["actionid"] in self.responses:
+                        self.handle_message(Message(dict(fields)))
+                    else:
+                        self.on_event(name, fields)
+            return 1
+        text = raw.lstrip(b"\r\n")
+        if not text:
+            return 0
+        if text.startswith(b"Response: "):
+            fields = self._decode(text)
+            if fields is not None:
+                self.handle_message(Message(fields))
+            return 0
+        if self.problems is not None:
+            self.problems.report("garbage", f"a frame that is neither an event nor a response "
+                                            f"({len(raw)} bytes, starts {bytes(raw[:24])!r})",
+                                 "check that host:port is an AMI port")
+        return 0
+
+    def _decode(self, raw: bytes) -> Fields | None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            if self.problems is not None:
+                self.problems.report("invalid_utf8", "a frame with bytes that are not UTF-8; "
+                                     "they were replaced by U+FFFD", "check the PBX's charset")
+        fields, bad = parse_fields(text)
+        if bad and self.problems is not None:
+            self.problems.report("bad_header_line", f"{bad} line(s) without `Key:` in a frame",
+                                 "they were ignored")
+        if not fields:
+            return None
+        return fields
+
+
+class AmiManager(Manager):
+    """panoramisk's Manager with the connection lifecycle handed to the source.
+
+    panoramisk reconnects on a fixed delay, pings without a timeout and schedules its own
+    login; the source does all three itself (backoff with jitter, a ping watchdog, a login
+    that never puts the secret into panoramisk's config), so those paths are disabled here.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.lost: asyncio.Future[BaseException | None] = self.loop.create_future()
+        self.ready: asyncio.Future[None] = self.loop.create_future()   # protocol attached
+
+    def connection_made(self, f: asyncio.Future) -> None:  # type: ignore[override]
+        if f.cancelled():
+            return
+        if f.exception() is not None:
+            if not self.lost.done():
+                self.lost.set_result(f.exception())
+            return
+        super().connection_made(f)
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def ping(self) -> None:
+        # the source's watchdog pings with a timeout; panoramisk's pinger never times out
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:  # type: ignore[override]
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            super().close()
+        if not self.lost.done():
+            self.lost.set_result(None)
