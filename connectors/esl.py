@@ -1,0 +1,727 @@
+"""The FreeSWITCH source: one `HangupClues` per ended call leg, read over the event socket (ESL).
+
+Records come from CHANNEL_HANGUP_COMPLETE, the event whose channel variables are final. The
+greenswitch connection runs in its own thread (`esl_client.EslSession`); events cross to the
+asyncio loop through a bounded hand-off, and everything that keeps state across events
+(de-duplication, loopback legs, CHANNEL_HANGUP fallback) runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+
+from callcause import metrics
+from callcause.config import Secret, Section
+from callcause.connectors.esl_client import EslFrame, EslSession, SessionResult, SessionSettings
+from callcause.errors import NotationError
+from callcause.mapping.notation import parse_reason_header
+from callcause.mapping.tables import builtin_tables
+from callcause.problems import ProblemLog
+from callcause.record import HangupClues, ReasonHeader
+
+log = logging.getLogger("callcause.esl")
+
+COMPLETE = "CHANNEL_HANGUP_COMPLETE"
+HANGUP = "CHANNEL_HANGUP"
+HEARTBEAT = "HEARTBEAT"
+
+
+# --- Configuration ----------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class EslConfig:
+    """One `kind: freeswitch` entry of `sources:` (design.md section 6 plus tuning knobs)."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: Secret = field(default_factory=lambda: Secret("ClueCon"))
+    filters: tuple[str, ...] = ()          # extra ESL `filter` lines, e.g. "Caller-Context default"
+    timeout: float = 5.0                   # connect and command timeout, seconds
+    heartbeat_timeout: float = 30.0        # silence before probing with `api status`
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+    handoff_size: int = 1000               # events in flight between the ESL thread and the loop
+    backlog: int = 10_000                  # events read but not yet converted
+    max_event_bytes: int = 2 * 1024 * 1024
+    hangup_fallback: bool = True           # also subscribe CHANNEL_HANGUP, used if COMPLETE never comes
+    complete_wait: float = 30.0            # how long a CHANNEL_HANGUP waits for its COMPLETE
+    internal_leg_wait: float = 5.0         # how long a loopback leg waits for a real leg of its call
+    kind: str = "freeswitch"
+
+    def events(self) -> tuple[str, ...]:
+        return (COMPLETE, HANGUP, HEARTBEAT) if self.hangup_fallback else (COMPLETE, HEARTBEAT)
+
+    def all_filters(self) -> tuple[str, ...]:
+        if not self.filters:
+            return ()
+        # once one filter is set FreeSWITCH passes only matching events: keep the ones we live on
+        keep = tuple(f"Event-Name {name}" for name in (HEARTBEAT,))
+        return self.filters + keep
+
+
+def parse_config(sec: Section) -> EslConfig:
+    """Read one FreeSWITCH source from the config; errors name file, line and key."""
+    name = sec.str("name")
+    cfg = EslConfig(name=name)
+    cfg.host = sec.str("host", "127.0.0.1")
+    cfg.port = sec.int("port", 8021, min=1, max=65535)
+    cfg.password = sec.secret("password")
+    filters = sec.str_list("filter", [])
+    for spec in filters:
+        if len(spec.split(None, 1)) != 2:
+            raise sec.error("filter", f"filter {spec!r} needs a header name and a value",
+                            fix="write e.g. `filter: [\"Caller-Context default\"]`")
+    cfg.filters = tuple(filters)
+    cfg.timeout = sec.float("timeout", 5.0, min=0.1)
+    cfg.heartbeat_timeout = sec.float("heartbeat_timeout", 30.0, min=0.1)
+    cfg.reconnect_initial = sec.float("reconnect_initial", 0.5, min=0.01)
+    cfg.reconnect_max = sec.float("reconnect_max", 30.0, min=0.01)
+    cfg.handoff_size = sec.int("handoff_size", 1000, min=1)
+    cfg.backlog = sec.int("backlog", 10_000, min=1)
+    cfg.max_event_bytes = sec.int("max_event_bytes", 2 * 1024 * 1024, min=4096)
+    cfg.hangup_fallback = sec.bool("hangup_fallback", True)
+    cfg.complete_wait = sec.float("complete_wait", 30.0, min=0.01)
+    cfg.internal_leg_wait = sec.float("internal_leg_wait", 5.0, min=0.0)
+    return cfg
+
+
+def build(cfg: EslConfig, config: Any = None) -> EslSource:
+    """The daemon's factory: one source per `kind: freeswitch` entry."""
+    return EslSource(cfg, record_internal_legs=bool(getattr(config, "record_internal_legs", False)))
+
+
+# --- From event headers to clues -------------------------------------------------------------
+
+# Who ended the leg, from `sip_hangup_disposition` and the leg's Call-Direction. Inbound legs
+# are those FreeSWITCH answers as UAS (the caller's side), outbound legs those it places as UAC.
+# Where the disposition is set: sofia.c sofia_handle_sip_i_bye (recv_bye), nua_i_cancel
+# (recv_cancel), the >299 final-response branch of sofia_handle_sip_r_invite (recv_refuse);
+# mod_sofia.c sofia_on_hangup (send_bye, send_cancel, send_refuse). A UAS never sends CANCEL
+# nor receives a final response, a UAC never receives CANCEL nor refuses: those pairs are
+# contradictions and say "unknown".
+HANGUP_SOURCE: dict[tuple[str, str], str] = {
+    ("recv_bye", "inbound"): "caller",
+    ("recv_bye", "outbound"): "callee",
+    ("send_bye", "inbound"): "pbx",        # FreeSWITCH (or the other leg through it) ended it
+    ("send_bye", "outbound"): "pbx",
+    ("recv_cancel", "inbound"): "caller",  # the caller gave up while it rang
+    ("recv_cancel", "outbound"): "unknown",
+    ("send_cancel", "inbound"): "unknown",
+    ("send_cancel", "outbound"): "pbx",    # refined below: caller when the cause is ORIGINATOR_CANCEL
+    ("send_refuse", "inbound"): "pbx",     # refined below: callee when it relays the B leg's refusal
+    ("send_refuse", "outbound"): "unknown",
+    ("recv_refuse", "inbound"): "unknown",
+    ("recv_refuse", "outbound"): "callee",  # the callee or the carrier refused our INVITE
+}
+
+# No disposition (loopback legs, failures before an INVITE): only these causes say who.
+_CAUSE_ONLY_SOURCE = {
+    "ORIGINATOR_CANCEL": "caller",
+    "NO_ANSWER": "pbx", "ALLOTTED_TIMEOUT": "pbx", "MEDIA_TIMEOUT": "pbx", "PROGRESS_TIMEOUT": "pbx",
+}
+
+
+def hangup_source(disposition: str | None, direction: str | None, cause: str | None,
+                  relayed_sip: bool = False) -> str | None:
+    """Who ended the leg: caller, callee, pbx, unknown; None when the event does not say."""
+    if disposition:
+        who = HANGUP_SOURCE.get((disposition, (direction or "").lower()))
+        if who is None:
+            return "unknown"
+        if disposition == "send_cancel" and cause == "ORIGINATOR_CANCEL":
+            return "caller"
+        if disposition == "send_refuse" and relayed_sip:
+            return "callee"
+        return who
+    return _CAUSE_ONLY_SOURCE.get(cause or "")
+
+
+def _value(h: Mapping[str, str], key: str) -> str | None:
+    value = h.get(key)
+    if value is None or value == "" or value == "_undef_":
+        return None
+    return value
+
+
+def _int(h: Mapping[str, str], key: str) -> int | None:
+    value = _value(h, key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _sip_status(text: str | None) -> int | None:
+    """`sip:486` (proto_specific_hangup_cause) -> 486."""
+    if text and text.lower().startswith("sip:"):
+        try:
+            return int(text[4:])
+        except ValueError:
+            return None
+    return None
+
+
+def _seconds(h: Mapping[str, str], msec_key: str, sec_key: str) -> float | None:
+    ms = _int(h, msec_key)
+    if ms is not None:
+        return ms / 1000.0
+    s = _int(h, sec_key)
+    return float(s) if s is not None else None
+
+
+def sip_code_and_reason(h: Mapping[str, str], disposition: str | None) -> tuple[int | None, str | None]:
+    """The SIP status that ended the leg, most reliable first (FreeSWITCH notes, "What SIP code").
+
+    A `send_cancel` leg carries 487/CANCEL that FreeSWITCH wrote about its own CANCEL: no
+    answer of the far end ended it, so no SIP code is reported and the cause name decides
+    (NO_ANSWER, ORIGINATOR_CANCEL, LOSE_RACE ...).
+    """
+    if disposition == "send_cancel":
+        return None, None
+    status = _int(h, "variable_sip_invite_failure_status")
+    if status:
+        return status, _value(h, "variable_sip_invite_failure_phrase")
+    status = _sip_status(_value(h, "variable_last_bridge_proto_specific_hangup_cause"))
+    if status:
+        return status, _value(h, "variable_sip_hangup_phrase")
+    status = _int(h, "variable_sip_term_status")
+    if status:
+        return status, None
+    status = _sip_status(_value(h, "variable_proto_specific_hangup_cause"))
+    return (status, None) if status else (None, None)
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    parts, buf, quoted, escaped = [], [], False, False
+    for ch in text:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            buf.append(ch)
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+            buf.append(ch)
+        elif ch == sep and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_reason_values(text: str) -> list[ReasonHeader]:
+    """RFC 3326 Reason values (`Q.850;cause=17;text="USER_BUSY", SIP;cause=200`).
+
+    The notation module's parser reads them; when it refuses the whole header because one
+    value is malformed, the well-formed values are still kept.
+    """
+    try:
+        return list(parse_reason_header(text))
+    except NotationError:
+        pass
+    out: list[ReasonHeader] = []
+    for value in _split_outside_quotes(text, ","):
+        try:
+            out.extend(parse_reason_header(value))
+        except NotationError:
+            continue
+    return out
+
+
+def _cause_number(name: str | None, q850: int | None) -> int | None:
+    """FreeSWITCH's number for its cause name (current numbering), from the cause tables."""
+    if name:
+        number = builtin_tables().fs_names.get(name.upper())
+        if number is not None:
+            return number
+    # an unknown name: its Q.850 value is its number, unless FreeSWITCH collapsed it to 16
+    return q850 if q850 is not None and q850 != 16 else None
+
+
+_LINK_KEYS = ("Unique-ID", "variable_call_uuid", "Channel-Call-UUID", "Other-Leg-Unique-ID",
+              "variable_other_loopback_leg_uuid", "variable_signal_bond", "variable_bridge_uuid")
+
+
+def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | None = None,
+                     received_at: float | None = None) -> tuple[HangupClues, frozenset[str], list[str]]:
+    """Clues of one leg from a CHANNEL_HANGUP(_COMPLETE) event, plus the ids that link it to
+    the other legs of its call and the kinds of problems met (missing ids or cause)."""
+    problems: list[str] = []
+    leg_id = _value(h, "Unique-ID") or _value(h, "Caller-Unique-ID") or _value(h, "variable_uuid")
+    incomplete = False
+    if leg_id is None:
+        problems.append("missing_unique_id")
+        incomplete = True
+        # stable for the same event: a re-sent event gets the same record id
+        leg_id = f"{_value(h, 'Core-UUID') or 'unknown-core'}/{_value(h, 'Event-Sequence') or '0'}"
+    cause = _value(h, "Hangup-Cause") or _value(h, "variable_hangup_cause")
+    if cause is None:
+        problems.append("missing_hangup_cause")
+        incomplete = True
+    q850 = _int(h, "variable_hangup_cause_q850")
+    disposition = _value(h, "variable_sip_hangup_disposition")
+    direction = _value(h, "Call-Direction") or _value(h, "variable_direction")
+    sip_code, sip_reason = sip_code_and_reason(h, disposition)
+    relayed = _value(h, "variable_last_bridge_proto_specific_hangup_cause") is not None
+    channel = _value(h, "Channel-Name")
+    internal = bool(channel and channel.startswith("loopback/")) or "variable_loopback_leg" in h
+    answered_time = _value(h, "Caller-Channel-Answered-Time")
+    answer_epoch = _value(h, "variable_answer_epoch")
+    answered = (answered_time != "0") if answered_time is not None else (
+        (answer_epoch != "0") if answer_epoch is not None else None)
+    stamp = _int(h, "Event-Date-Timestamp")
+    reason_text = _value(h, "variable_sip_reason")
+    clues = HangupClues(
+        source_name=source_name,
+        source_kind="freeswitch",
+        leg_id=leg_id,
+        # variable_call_uuid: FreeSWITCH gives every leg it originates the uuid of the leg
+        # that originated it, so all legs of a bridged call share it from their first event.
+        call_id=(_value(h, "variable_call_uuid") or _value(h, "Channel-Call-UUID")
+                 or _value(h, "Other-Leg-Unique-ID") or leg_id),
+        sip_call_id=_value(h, "variable_sip_call_id"),
+        channel=channel,
+        direction=direction,
+        from_number=_value(h, "Caller-Caller-ID-Number"),
+        to_number=_value(h, "Caller-Destination-Number"),
+        answered=answered,
+        duration_s=_seconds(h, "variable_mduration", "variable_duration"),
+        billsec_s=_seconds(h, "variable_billmsec", "variable_billsec"),
+        trunk=_value(h, "variable_sip_gateway_name") or _value(h, "variable_sip_gateway"),
+        internal=internal,
+        sip_code=sip_code,
+        sip_reason=sip_reason,
+        reason_headers=parse_reason_values(reason_text) if reason_text else [],
+        q850=q850,
+        pbx_cause=cause,
+        pbx_cause_code=_cause_number(cause, q850),
+        dial_status=_value(h, "variable_originate_disposition") or _value(h, "variable_DIALSTATUS"),
+        disposition=disposition,
+        hangup_source=hangup_source(disposition, direction, cause, relayed),  # type: ignore[arg-type]
+        ended_at=stamp / 1_000_000 if stamp else time.time(),
+        received_at=received_at if received_at is not None else time.monotonic(),
+        source_version=version,
+        incomplete=incomplete,
+    )
+    extra: dict[str, str] = {}
+    for key, name in (("Core-UUID", "core_uuid"), ("Other-Leg-Unique-ID", "other_leg_unique_id"),
+                      ("variable_sip_term_status", "sip_term_status"),
+                      ("variable_sip_term_cause", "sip_term_cause"),
+                      ("variable_sip_invite_failure_status", "sip_invite_failure_status"),
+                      ("variable_last_bridge_hangup_cause", "last_bridge_hangup_cause"),
+                      ("variable_endpoint_disposition", "endpoint_disposition"),
+                      ("Event-Name", "event")):
+        value = _value(h, key)
+        if value is not None:
+            extra[name] = value
+    clues.extra = extra
+    links = frozenset(v for k in _LINK_KEYS if (v := _value(h, k)) is not None) | {leg_id}
+    return clues, links, problems
+
+
+# --- Thread -> loop hand-off ------------------------------------------------------------------
+
+class Handoff:
+    """A bounded queue from the ESL thread to the asyncio loop.
+
+    The ESL side appends and wakes the loop with `call_soon_threadsafe` only when the queue
+    was idle, so a burst costs one wake-up, not one per event. When full, the ESL side counts
+    the overflow and waits cooperatively (gevent.sleep): its dispatcher pauses while its socket
+    reader keeps reading into the backlog, so nothing is dropped and FreeSWITCH is not left
+    unread.
+    """
+
+    MAX_BATCH = 256   # items per loop callback, so one burst cannot stall the loop
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, consumer: Callable[[Any], None], maxsize: int,
+                 on_overflow: Callable[[], None]) -> None:
+        self.loop = loop
+        self.consumer = consumer
+        self.maxsize = maxsize
+        self.on_overflow = on_overflow
+        self._items: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self.closed = False
+        self.overflows = 0
+
+    def put(self, item: Any) -> bool:
+        """From the ESL thread (inside a greenlet). False only if the loop is gone."""
+        waited = False
+        while True:
+            with self._lock:
+                if len(self._items) < self.maxsize:
+                    self._items.append(item)
+                    wake = not self._scheduled
+                    self._scheduled = True
+                    break
+            if self.closed or self.loop.is_closed():
+                return False
+            if not waited:
+                waited = True
+                self.overflows += 1
+                self.on_overflow()
+            gevent.sleep(0.001)
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:   # loop closed between the check and the call
+                return False
+        return True
+
+    def _drain(self) -> None:
+        for _ in range(self.MAX_BATCH):
+            with self._lock:
+                if not self._items:
+                    self._scheduled = False
+                    return
+                item = self._items.popleft()
+            self.consumer(item)
+        self.loop.call_soon(self._drain)
+
+    def drain_now(self) -> None:
+        """On the loop: consume everything queued (before a flush or at shutdown)."""
+        while True:
+            with self._lock:
+                if not self._items:
+                    return
+                item = self._items.popleft()
+            self.consumer(item)
+
+
+# --- Per-leg state on the loop ----------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Held:
+    clues: HangupClues
+    links: frozenset[str]
+    deadline: float
+
+
+class LegTracker:
+    """Turns hangup events into exactly one emitted record per leg.
+
+    * A leg is emitted once (de-duplicated by Unique-ID), from CHANNEL_HANGUP_COMPLETE.
+    * A CHANNEL_HANGUP is held; if its COMPLETE never comes (lost on a reconnect, or a
+      FreeSWITCH that skips it) the held clues are emitted marked incomplete.
+    * A loopback (internal) leg is held until its call shows a real leg, then dropped; if no
+      real leg shows within `internal_wait`, it is emitted marked internal.
+    """
+
+    def __init__(self, emit: Callable[[HangupClues], None], *, record_internal_legs: bool,
+                 complete_wait: float, internal_wait: float, remember: int = 200_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.emit = emit
+        self.record_internal_legs = record_internal_legs
+        self.complete_wait = complete_wait
+        self.internal_wait = internal_wait
+        self.remember = remember
+        self.clock = clock
+        self.done: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.hangups: dict[str, _Held] = {}
+        self.internal: list[_Held] = []
+        self.real_ids: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self.duplicates = 0
+        self.suppressed_internal = 0
+
+    def _mark_done(self, leg_id: str) -> None:
+        self.done[leg_id] = None
+        if len(self.done) > self.remember:
+            self.done.popitem(last=False)
+
+    def complete(self, clues: HangupClues, links: frozenset[str]) -> bool:
+        """A CHANNEL_HANGUP_COMPLETE; False if the leg was already recorded."""
+        if clues.leg_id in self.done:
+            self.duplicates += 1
+            return False
+        self.hangups.pop(clues.leg_id, None)
+        self._route(clues, links)
+        return True
+
+    def hangup(self, clues: HangupClues, links: frozenset[str]) -> None:
+        """A CHANNEL_HANGUP: wait for the COMPLETE of the same leg."""
+        if clues.leg_id in self.done or clues.leg_id in self.hangups:
+            return
+        self.hangups[clues.leg_id] = _Held(clues, links, self.clock() + self.complete_wait)
+
+    def _route(self, clues: HangupClues, links: frozenset[str]) -> None:
+        if not clues.internal or self.record_internal_legs:
+            self._emit(clues)
+            if not clues.internal:
+                self._real_leg(links)
+            return
+        if any(i in self.real_ids for i in links):
+            self._suppress(clues.leg_id, links)
+            return
+        self.internal.append(_Held(clues, links, self.clock() + self.internal_wait))
+
+    def _emit(self, clues: HangupClues) -> None:
+        self._mark_done(clues.leg_id)
+        self.emit(clues)
+
+    def _suppress(self, leg_id: str, links: frozenset[str]) -> None:
+        self._mark_done(leg_id)
+        self.suppressed_internal += 1
+        self._remember_real(links)
+
+    def _remember_real(self, links: frozenset[str]) -> None:
+        expiry = self.clock() + max(60.0, 4 * self.internal_wait)
+        for i in links:
+            self.real_ids[i] = expiry
+            self.real_ids.move_to_end(i)
+        while len(self.real_ids) > self.remember:
+            self.real_ids.popitem(last=False)
+
+    def _real_leg(self, links: frozenset[str]) -> None:
+        self._remember_real(links)
+        if not self.internal:
+            return
+        # held loopback legs linked to this call (directly or through each other) are halves
+        # of a connector inside a call that left the PBX: drop them
+        changed = True
+        while changed:
+            changed = False
+            for held in list(self.internal):
+                if any(i in self.real_ids for i in held.links):
+                    self.internal.remove(held)
+                    self._suppress(held.clues.leg_id, held.links)
+                    changed = True
+
+    def sweep(self) -> None:
+        """Emit what waited long enough (call it periodically on the loop)."""
+        now = self.clock()
+        for leg_id, held in list(self.hangups.items()):
+            if held.deadline <= now:
+                del self.hangups[leg_id]
+                self._from_hangup_only(held)
+        due = [h for h in self.internal if h.deadline <= now]
+        for held in due:
+            if held in self.internal:
+                self.internal.remove(held)
+                self._emit(held.clues)
+        while self.real_ids:
+            _key, expiry = next(iter(self.real_ids.items()))
+            if expiry > now:
+                break
+            self.real_ids.popitem(last=False)
+
+    def _from_hangup_only(self, held: _Held) -> None:
+        held.clues.incomplete = True
+        self._route(held.clues, held.links)
+
+    def flush_hangups(self) -> None:
+        """The connection ended: COMPLETEs still awaited were lost with it."""
+        for held in list(self.hangups.values()):
+            self._from_hangup_only(held)
+        self.hangups.clear()
+
+    def flush_all(self) -> None:
+        """Shutdown: emit everything held rather than lose it."""
+        self.flush_hangups()
+        for held in self.internal:
+            self._emit(held.clues)
+        self.internal.clear()
+
+
+# --- The source -------------------------------------------------------------------------------
+
+class EslSource:
+    """A FreeSWITCH connection that reconnects forever and emits one clue set per ended leg."""
+
+    kind = "freeswitch"
+
+    def __init__(self, cfg: EslConfig, *, record_internal_legs: bool = False) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.record_internal_legs = record_internal_legs
+        self.where = f"source {cfg.name} (FreeSWITCH {cfg.host}:{cfg.port})"
+        self.problems = ProblemLog(self.where)
+        self.version: str | None = None
+        self.sessions = 0
+        self.tracker: LegTracker | None = None
+        self.handoff: Handoff | None = None
+        self._connected = False
+        self._session: EslSession | None = None
+        self._m_events = metrics.SOURCE_EVENTS.labels(source=cfg.name)
+        self._m_overflow = metrics.HANDOFF_OVERFLOW.labels(source=cfg.name)
+        self._m_up = metrics.SOURCE_UP.labels(source=cfg.name)
+        self._m_reconnects = metrics.SOURCE_RECONNECTS.labels(source=cfg.name)
+        self.connected_event = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # from the ESL thread -------------------------------------------------------------------
+    def _report(self, kind: str, what: str) -> None:
+        todo = {
+            "handoff_full": "records are produced slower than FreeSWITCH sends hangups; events wait, none is dropped",
+        }.get(kind, "the event was skipped or kept as far as it could be read; nothing else to do")
+        self.problems.report(kind, what, todo, source=self.name)
+
+    def _on_overflow(self) -> None:
+        self._m_overflow.inc()
+        self.problems.report("handoff_full", f"the hand-off to the pipeline is full ({self.cfg.handoff_size} "
+                             "events); the ESL thread waits while its reader keeps reading",
+                             "if this repeats, look at the sinks' speed", count=False, source=self.name)
+
+    def _on_event(self, frame: EslFrame) -> None:
+        h = frame.headers
+        name = h.get("Event-Name")
+        if name == HEARTBEAT:
+            version = h.get("FreeSWITCH-Version")
+            if version:
+                self.version = version
+            return
+        if name != COMPLETE and name != HANGUP:
+            return
+        self._m_events.inc()
+        try:
+            clues, links, problems = clues_from_event(h, self.name, version=self.version)
+        except Exception as exc:   # a bug must cost one event, never the connection
+            self.problems.report("conversion_error", f"cannot read a {name} event: {exc!r}", source=self.name)
+            return
+        for kind in problems:
+            self._report(kind, f"a {name} event has no {kind.removeprefix('missing_').replace('_', '-')}; "
+                               "recorded with what it has, marked incomplete")
+        for kind in getattr(h, "problems", ()):
+            self._report(kind, f"a {name} event has a value that does not decode cleanly ({kind}); "
+                               "kept with replacement characters")
+        if frame.truncated:
+            clues.incomplete = True
+        handoff = self.handoff
+        if handoff is not None:
+            handoff.put((name, clues, links))
+
+    # on the loop ---------------------------------------------------------------------------
+    def _accept(self, item: tuple[str, HangupClues, frozenset[str]]) -> None:
+        name, clues, links = item
+        tracker = self.tracker
+        assert tracker is not None
+        try:
+            if name == COMPLETE:
+                if not tracker.complete(clues, links):
+                    log.debug("%s: leg %s already recorded; duplicate ignored", self.where, clues.leg_id)
+            else:
+                tracker.hangup(clues, links)
+        except Exception as exc:   # e.g. a failing emit: report, keep the loop alive
+            self.problems.report("internal_error", f"cannot hand leg {clues.leg_id} on: {exc!r}",
+                                 source=self.name, level=logging.ERROR)
+
+    def _set_up(self, up: bool, version: str | None = None) -> None:
+        if up:
+            self.version = version or self.version
+            self.sessions += 1
+            log.info("%s: connected (FreeSWITCH %s), subscribed to %s", self.where,
+                     self.version or "version unknown", " ".join(self.cfg.events()))
+            self.connected_event.set()
+        else:
+            self.connected_event.clear()
+        self._connected = up
+        self._m_up.set(1 if up else 0)
+
+    def _settings(self) -> SessionSettings:
+        c = self.cfg
+        return SessionSettings(host=c.host, port=c.port, password=c.password.reveal(),
+                               events=c.events(), filters=c.all_filters(), timeout=c.timeout,
+                               heartbeat_timeout=c.heartbeat_timeout, max_event_bytes=c.max_event_bytes,
+                               backlog=c.backlog)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half fixed, half random, capped."""
+        base = min(self.cfg.reconnect_max, self.cfg.reconnect_initial * (2 ** min(attempt, 30)))
+        return base / 2 + random.uniform(0, base / 2)
+
+    async def _one_session(self, loop: asyncio.AbstractEventLoop) -> SessionResult:
+        def up(version: str | None) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._set_up, True, version)
+
+        session = EslSession(self._settings(), on_event=self._on_event, on_up=up, report=self._report)
+        self._session = session
+        finished: asyncio.Future[SessionResult] = loop.create_future()
+
+        def settle(result: SessionResult) -> None:
+            if not finished.done():
+                finished.set_result(result)
+
+        def body() -> None:
+            try:
+                result = session.run()
+            except BaseException as exc:   # report, never let the thread die silently
+                result = SessionResult(reason=f"ESL thread failed: {exc!r}", error=exc)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, result)
+
+        thread = threading.Thread(target=body, name=f"callcause-esl-{self.name}", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.shield(finished)
+        except asyncio.CancelledError:
+            session.stop()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(finished), timeout=self.cfg.timeout + 2)
+            raise
+        finally:
+            self._session = None
+
+    async def _sweep_forever(self) -> None:
+        assert self.tracker is not None
+        step = max(0.01, min(1.0, self.cfg.complete_wait / 2, max(self.cfg.internal_leg_wait, 0.02) / 2))
+        while True:
+            await asyncio.sleep(step)
+            self.tracker.sweep()
+
+    async def run(self, emit: Callable[[HangupClues], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self.tracker = LegTracker(emit, record_internal_legs=self.record_internal_legs,
+                                  complete_wait=self.cfg.complete_wait,
+                                  internal_wait=self.cfg.internal_leg_wait)
+        self.handoff = Handoff(loop, self._accept, self.cfg.handoff_size, self._on_overflow)
+        sweeper = asyncio.create_task(self._sweep_forever(), name=f"esl-sweep-{self.name}")
+        attempt = 0
+        try:
+            while True:
+                started = time.monotonic()
+                result = await self._one_session(loop)
+                self.handoff.drain_now()
+                self.tracker.flush_hangups()
+                self._set_up(False)
+                if result.was_up and time.monotonic() - started >= min(5.0, self.cfg.reconnect_max):
+                    attempt = 0
+                delay = self.backoff(attempt)
+                attempt += 1
+                if result.auth_failed:
+                    log.error("%s: login refused: %s; check this source's `password` and the ACL "
+                              "of event_socket.conf.xml; retrying in %.1f s", self.where, result.reason, delay)
+                elif result.was_up:
+                    log.warning("%s: connection lost: %s; reconnecting in %.1f s",
+                                self.where, result.reason, delay)
+                else:
+                    log.warning("%s: cannot connect: %s; retrying in %.1f s", self.where, result.reason, delay)
+                await asyncio.sleep(delay)
+                self._m_reconnects.inc()
+        finally:
+            sweeper.cancel()
+            self._set_up(False)
+            self.handoff.closed = True
+            self.handoff.drain_now()
+            self.tracker.flush_all()
+

@@ -1,0 +1,617 @@
+"""greenswitch's inbound ESL client with its known defects fixed, and one supervised connection.
+
+greenswitch 0.0.19 is the client; this module subclasses it so that a hostile or broken peer
+cannot forge headers, stall the reader, block a command forever or end the session silently.
+Each `EslSession` runs in its own OS thread with that thread's own gevent hub (gevent is never
+monkey-patched), and hands what it reads to the caller through plain callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import gevent
+import gevent.event
+import gevent.queue
+import gevent.socket
+from greenswitch.esl import ESLEvent, InboundESL, NotConnectedError
+
+log = logging.getLogger("callcause.esl")
+
+# A FreeSWITCH envelope is two or three short lines; anything far longer without a blank
+# line is not ESL.
+MAX_ENVELOPE_BYTES = 16 * 1024
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FRAME_START = re.compile(rb"Content-(?:Length: \d|Type: )")
+
+Report = Callable[[str, str], None]   # (problem kind, what happened)
+
+
+class EslTimeout(Exception):
+    """The peer did not answer a command in time: the connection is treated as dead."""
+
+
+class EslAuthError(Exception):
+    """FreeSWITCH refused the password (`-ERR invalid`) or the address (rude rejection)."""
+
+
+# --- Parsed frames --------------------------------------------------------------------------
+
+class DecodedHeaders(Mapping[str, str]):
+    """Header values of one plain event, URL-decoded one value at a time, when first read.
+
+    Lines are split before anything is decoded, so an encoded newline (`%0A`) stays inside
+    its value instead of forging a header. Decoding lazily keeps the ~150 variables of a
+    CHANNEL_HANGUP_COMPLETE cheap when only two dozen are used. Problems met while
+    decoding are collected in `problems` for the reader of the event to report.
+    """
+
+    __slots__ = ("_cache", "_raw", "encoded", "problems")
+
+    def __init__(self, raw: dict[str, str], *, encoded: bool = True) -> None:
+        self._raw = raw
+        self._cache: dict[str, str] = {}
+        self.encoded = encoded
+        self.problems: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        value = self._raw[key]
+        if self.encoded and "%" in value:
+            if _BAD_PERCENT.search(value):
+                self.problems.add("bad_percent_encoding")
+            value = unquote(value, errors="replace")
+            if "\ufffd" in value:
+                self.problems.add("invalid_utf8")
+        self._cache[key] = value
+        return value
+
+    def raw(self, key: str) -> str | None:
+        return self._raw.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"DecodedHeaders({len(self._raw)} headers)"
+
+
+class EslFrame(ESLEvent):
+    """One ESL message: the envelope headers, and for events the event's own headers.
+
+    `headers` is what greenswitch's dispatcher reads (`Event-Name`, `Content-Type`): the
+    event headers merged over the envelope. `body` is an event's inner body (e.g. the
+    output of a BACKGROUND_JOB) or the text of an api/response.
+    """
+
+    def __init__(self, envelope: dict[str, str], headers: Mapping[str, str] | None = None,
+                 body: str = "") -> None:
+        # ESLEvent.__init__ would parse with the defective whole-body unquote; skip it.
+        self.envelope = envelope
+        self.headers = headers if headers is not None else envelope   # type: ignore[assignment]
+        self.body = body
+        self.data = body
+        self.truncated = False
+
+    def parse_data(self, data: str) -> None:
+        """greenswitch's entry point, fixed: split lines first, then decode each value."""
+        self.headers, self.body = parse_plain(data)  # type: ignore[assignment]
+
+    @property
+    def content_type(self) -> str:
+        return self.envelope.get("Content-Type", "")
+
+
+def parse_plain(text: str) -> tuple[DecodedHeaders, str]:
+    """The body of a `text/event-plain` frame: `Name: value` lines, values URL-encoded.
+
+    An event may carry its own body after `Content-Length: N` and a blank line (a
+    BACKGROUND_JOB's output); it is returned separately instead of being glued to a header.
+    """
+    head, _, inner = text.partition("\n\n")
+    raw: dict[str, str] = {}
+    bad = False
+    for line in head.split("\n"):
+        name, sep, value = line.partition(": ")
+        if sep:
+            raw[name] = value
+        elif line.endswith(":"):
+            raw[line[:-1]] = ""
+        elif line:
+            bad = True
+    headers = DecodedHeaders(raw)
+    if bad:
+        headers.problems.add("bad_header_line")
+    if inner and "Content-Length" in raw:
+        with contextlib.suppress(ValueError):
+            inner = inner[: int(raw["Content-Length"])]
+    else:
+        inner = inner.strip("\n")
+    return headers, inner
+
+
+def parse_json_event(text: str) -> tuple[DecodedHeaders, str]:
+    """The body of a `text/event-json` frame: one object, values not URL-encoded."""
+    obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise ValueError("an event-json body must be one JSON object")
+    body = obj.pop("_body", "")
+    raw = {str(k): (v if isinstance(v, str) else "|".join(map(str, v)) if isinstance(v, list) else str(v))
+           for k, v in obj.items()}
+    return DecodedHeaders(raw, encoded=False), str(body)
+
+
+def _parse_envelope(block: bytes) -> tuple[dict[str, str], bool]:
+    """Envelope lines of one frame; the flag says whether some line was not `Name: value`."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("utf-8", errors="replace")
+    env: dict[str, str] = {}
+    bad = False
+    for line in text.split("\n"):
+        name, sep, value = line.partition(": ")
+        if sep and name and " " not in name:
+            env[name] = value.strip()
+        elif line.strip():
+            bad = True
+    return env, bad
+
+
+# --- The client -----------------------------------------------------------------------------
+
+class GuardedInboundESL(InboundESL):
+    """greenswitch's `InboundESL` with its defects fixed (see notes on each override).
+
+    Fixed here: values are URL-decoded after splitting lines; a frame without (or with a
+    wrong) Content-Length, garbage, invalid UTF-8 or an oversized body is reported and
+    skipped instead of killing the reader; `event json` frames are parsed as JSON; every
+    command has a timeout; `connect()` cannot hang on a peer that never says auth/request;
+    `stop()` does not wait for a silent peer. Reconnecting is the job of `EslSession`.
+    """
+
+    def __init__(self, host: str, port: int, password: str, timeout: float = 5.0, *,
+                 report: Report | None = None, max_event_bytes: int = 2 * 1024 * 1024,
+                 backlog: int = 10_000) -> None:
+        super().__init__(host, port, password, timeout)
+        self.report: Report = report or (lambda kind, what: None)
+        self.max_event_bytes = max_event_bytes
+        # greenswitch's queue between its reader and its dispatcher is unbounded; bound it so a
+        # stuck consumer slows the reader (TCP back-pressure) instead of eating memory.
+        self._esl_event_queue = gevent.queue.Queue(maxsize=backlog)
+        self._buf = bytearray()
+        self._pos = 0
+        self.last_traffic = time.monotonic()
+        self.frames = 0
+        self.rejected: str | None = None
+        self.on_closed: Callable[[], None] | None = None
+
+    # connect/auth: the library waits for auth/request without a timeout
+    def connect(self) -> None:
+        try:
+            self.sock = gevent.socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except (TimeoutError, gevent.socket.timeout):
+            raise NotConnectedError(f"no TCP connection within {self.timeout:g} s") from None
+        self.sock.settimeout(None)
+        self.connected = True
+        self.start_event_handlers()
+        if not self._auth_request_event.wait(timeout=self.timeout):
+            raise EslTimeout(f"no auth/request within {self.timeout:g} s after connecting")
+        if not self.connected:
+            raise EslAuthError(self.rejected or "the server closed the connection before auth")
+        self.authenticate()
+
+    def authenticate(self) -> None:
+        reply = self.send(f"auth {self.password}")
+        text = reply.headers.get("Reply-Text", "")
+        if not text.startswith("+OK"):
+            raise EslAuthError(f"the password was refused ({text or 'no reply text'})")
+
+    # every command gets a timeout: the library blocks forever on a silent peer
+    def send(self, data: str, timeout: float | None = None) -> EslFrame:
+        if not self.connected:
+            raise NotConnectedError()
+        pending = gevent.event.AsyncResult()
+        self._commands_sent.append(pending)
+        try:
+            with gevent.Timeout(timeout or self.timeout, EslTimeout(f"no reply to {data.split()[0]!r}")):
+                self.sock.sendall((data + "\n\n").encode("utf-8"))
+                return pending.get()
+        except BaseException:
+            # the reply may still come; the connection is out of step, so end it
+            self.connected = False
+            raise
+
+    def stop(self) -> None:
+        self._run = False
+        self.connected = False
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        for pending in self._commands_sent:
+            if not pending.ready():
+                pending.set_exception(NotConnectedError())
+        self._commands_sent.clear()
+        greenlets = [g for g in (self._receive_events_greenlet, self._process_events_greenlet) if g]
+        gevent.killall(greenlets, timeout=2)
+
+    @property
+    def reader_alive(self) -> bool:
+        g = self._receive_events_greenlet
+        return bool(g) and not g.dead
+
+    # --- reading: our own framing over the raw socket ------------------------------------
+    def _fill(self) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self._buf += data
+        self.last_traffic = time.monotonic()
+
+    def _read_block(self) -> bytes:
+        """Bytes up to the next blank line (the envelope of a frame), without the blank line."""
+        start = 0
+        while True:
+            idx = self._buf.find(b"\n\n", self._pos + start)
+            if idx >= 0:
+                block = bytes(self._buf[self._pos: idx])
+                self._pos = idx + 2
+                return block
+            pending = len(self._buf) - self._pos
+            if pending > MAX_ENVELOPE_BYTES:
+                # not ESL: drop what we have up to the last newline and keep reading
+                cut = self._buf.rfind(b"\n", self._pos)
+                cut = cut if cut > self._pos else len(self._buf)
+                self.report("garbage", f"{cut - self._pos} bytes without an ESL frame boundary, skipped")
+                self._pos = cut
+                start = 0
+                continue
+            start = max(0, pending - 1)
+            self._fill()
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) - self._pos < n:
+            self._fill()
+        data = bytes(self._buf[self._pos: self._pos + n])
+        self._pos += n
+        return data
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            have = len(self._buf) - self._pos
+            if have == 0:
+                self._fill()
+                continue
+            take = min(have, n)
+            self._pos += take
+            n -= take
+
+    def _unread(self, data: bytes) -> None:
+        self._buf[self._pos: self._pos] = data
+
+    def receive_events(self) -> None:
+        try:
+            while self._run:
+                self._read_frame()
+        except (EOFError, OSError, gevent.GreenletExit):
+            pass
+        except Exception as exc:   # a bug here must end the session visibly, not stall it
+            self.report("reader_error", f"ESL reader stopped: {exc!r}")
+        finally:
+            self.connected = False
+            self._run = False
+            self._auth_request_event.set()
+            for pending in self._commands_sent:
+                if not pending.ready():
+                    pending.set_exception(NotConnectedError())
+            self._commands_sent.clear()
+            if self.on_closed is not None:
+                self.on_closed()
+
+    def _read_frame(self) -> None:
+        block = self._read_block()
+        if not block.strip(b"\n"):
+            return
+        env, bad = _parse_envelope(block)
+        if bad:
+            self.report("garbage", "lines that are not `Name: value` in a frame envelope, skipped")
+        ctype = env.get("Content-Type")
+        length_text = env.get("Content-Length")
+        length: int | None = None
+        if length_text is not None:
+            try:
+                length = int(length_text)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.report("bad_content_length", f"Content-Length {length_text!r} is not a size; frame skipped")
+                return
+        if ctype is None:
+            if "Event-Name" in env:
+                # an event body whose envelope lost its Content-Type/Length: keep the event
+                self.report("missing_content_length", "an event arrived without its envelope; read it anyway")
+                self._deliver_event(EslFrame({"Content-Type": "text/event-plain"}),
+                                    block.decode("utf-8", errors="replace") + "\n\n")
+            elif env:
+                self.report("garbage", "a frame without Content-Type, skipped")
+            return
+        self.frames += 1
+        if ctype == "auth/request":
+            self._auth_request_event.set()
+        elif ctype == "command/reply":
+            self._resolve(EslFrame(env))
+        elif ctype == "api/response":
+            body = self._read_exact(length).decode("utf-8", errors="replace") if length else ""
+            self._resolve(EslFrame(env, body=body))
+        elif ctype == "text/disconnect-notice":
+            if length:
+                self._skip(length)
+            if env.get("Content-Disposition") != "linger":
+                self.connected = False
+                self._run = False
+            self._esl_event_queue.put(EslFrame(env))
+        elif ctype == "text/rude-rejection":
+            if length:
+                self.rejected = self._read_exact(length).decode("utf-8", errors="replace").strip()
+            self.connected = False
+            self._run = False
+            self._auth_request_event.set()
+        elif ctype.startswith("text/event-"):
+            if length is None:
+                # greenswitch dies here (KeyError) while `connected` stays true; instead read the
+                # event's lines, which come next up to their own blank line
+                self.report("missing_content_length",
+                            "an event frame without Content-Length; read up to its blank line")
+                body = self._read_block() + b"\n\n"
+            elif length > self.max_event_bytes:
+                self.report("oversized_frame", f"an event of {length} bytes (limit "
+                                               f"{self.max_event_bytes}) was skipped")
+                self._skip(length)
+                return
+            else:
+                body = self._read_exact(length)
+            self._deliver_raw(env, body)
+        else:
+            if length:
+                self._skip(length)
+
+    @staticmethod
+    def _next_frame_inside(body: bytes) -> int:
+        """Where a swallowed envelope starts inside an event body, or -1.
+
+        A plain event has a blank line only at its end (or before its own body, which
+        never starts with an envelope header), so `\n\nContent-Length: N` inside it is the
+        start of the next frame.
+        """
+        idx = body.find(b"\n\nContent-")
+        while 0 <= idx < len(body) - 2:
+            if _FRAME_START.match(body, idx + 2):
+                return idx + 2
+            idx = body.find(b"\n\nContent-", idx + 2)
+        # cut inside the next envelope's first line: the body ends with `\n\nConte`
+        last = body.rfind(b"\n\n", 0, len(body) - 2)
+        if last >= 0:
+            tail = body[last + 2:]
+            if b"Content-Length: ".startswith(tail) or b"Content-Type: ".startswith(tail):
+                return last + 2
+        return -1
+
+    def _resolve(self, frame: EslFrame) -> None:
+        if not self._commands_sent:
+            self.report("unsolicited_reply", f"a {frame.content_type} nobody asked for, ignored")
+            return
+        self._commands_sent.pop(0).set(frame)
+
+    def _deliver_raw(self, env: dict[str, str], body: bytes) -> None:
+        ctype = env.get("Content-Type", "")
+        truncated = False
+        if ctype == "text/event-plain":
+            cut = self._next_frame_inside(body)
+            if cut >= 0:
+                # the Content-Length was too long and swallowed the next frame(s): give them back
+                self.report("lying_content_length",
+                            "an event's Content-Length ran into the next frame; re-framed")
+                self._unread(body[cut:])
+                body = body[:cut]
+            elif not body.endswith(b"\n"):
+                truncated = True
+                self.report("lying_content_length",
+                            "an event ended mid-line (Content-Length too short); kept what arrived")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            self.report("invalid_utf8", "an event body is not valid UTF-8; bad bytes replaced")
+            text = body.decode("utf-8", errors="replace")
+        frame = EslFrame(env)
+        frame.truncated = truncated
+        self._deliver_event(frame, text)
+
+    def _deliver_event(self, frame: EslFrame, text: str) -> None:
+        ctype = frame.content_type
+        if ctype == "text/event-json":
+            try:
+                frame.headers, frame.body = parse_json_event(text)
+            except ValueError as exc:
+                self.report("bad_json", f"an event-json body is not a JSON object ({exc}); skipped")
+                return
+        elif ctype == "text/event-plain":
+            frame.headers, frame.body = parse_plain(text)
+        else:
+            # event-xml: not used by callcause (we subscribe plain); count and skip
+            self.report("unsupported_format", f"{ctype} events are not read; subscribe with `event plain`")
+            return
+        frame.data = frame.body
+        self._esl_event_queue.put(frame)
+
+
+# --- One supervised connection, in its own thread --------------------------------------------
+
+@dataclass(slots=True)
+class SessionSettings:
+    host: str
+    port: int
+    password: str
+    events: tuple[str, ...]
+    filters: tuple[str, ...] = ()
+    timeout: float = 5.0                # connect and command timeout
+    heartbeat_timeout: float = 30.0     # silence before probing with `api status`
+    max_event_bytes: int = 2 * 1024 * 1024
+    backlog: int = 10_000
+
+
+@dataclass(slots=True)
+class SessionResult:
+    was_up: bool = False
+    reason: str = ""
+    auth_failed: bool = False
+    version: str | None = None
+    error: BaseException | None = field(default=None, repr=False)
+
+
+_VERSION_RE = re.compile(r"FreeSWITCH Version (\S+)")
+
+
+class EslSession:
+    """One connection attempt and its life: connect, authenticate, subscribe, watch, close.
+
+    `run()` is the body of a dedicated OS thread; gevent gives that thread its own hub, so
+    nothing here touches the caller's asyncio loop. `on_event(frame)` is called from that
+    thread (in greenswitch's dispatcher greenlet) for each event; it may wait cooperatively.
+    `on_up(version)` is called once subscribed. `stop()` may be called from any thread.
+    """
+
+    def __init__(self, settings: SessionSettings, *, on_event: Callable[[EslFrame], None],
+                 on_up: Callable[[str | None], None], report: Report) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.on_up = on_up
+        self.report = report
+        self.result = SessionResult()
+        self._stop_requested = threading.Event()
+        self._hub: Any = None
+        self._wake: gevent.event.Event | None = None
+        self._hub_ready = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the session to end (thread-safe); it closes its socket and returns from `run`."""
+        self._stop_requested.set()
+        if self._hub_ready.is_set() and self._wake is not None:
+            # the hub may already be gone: then the thread is ending anyway
+            with contextlib.suppress(Exception):
+                self._hub.loop.run_callback_threadsafe(self._wake.set)
+
+    def run(self) -> SessionResult:
+        hub = gevent.get_hub()
+        self._hub = hub
+        self._wake = gevent.event.Event()
+        self._hub_ready.set()
+        try:
+            if not self._stop_requested.is_set():
+                self._run_connection()
+        finally:
+            self._hub_ready.clear()
+            with contextlib.suppress(Exception):
+                hub.destroy(destroy_loop=True)
+        return self.result
+
+    def _run_connection(self) -> None:
+        s = self.settings
+        con = GuardedInboundESL(s.host, s.port, s.password, s.timeout, report=self.report,
+                                max_event_bytes=s.max_event_bytes, backlog=s.backlog)
+        done = gevent.event.Event()
+        wake = self._wake
+        assert wake is not None
+
+        def closed() -> None:
+            self.result.reason = self.result.reason or "the connection was closed"
+            done.set()
+            wake.set()
+
+        con.on_closed = closed
+
+        def on_frame(frame: EslFrame) -> None:
+            if frame.content_type == "text/disconnect-notice":
+                if frame.envelope.get("Content-Disposition") != "linger":
+                    self.result.reason = self.result.reason or "FreeSWITCH sent a disconnect notice"
+                    closed()
+                return
+            self.on_event(frame)
+
+        for name in (*s.events, "DISCONNECT", "*"):
+            con.register_handle(name, on_frame)
+        try:
+            con.connect()
+            self.result.version = self._ask_version(con)
+            reply = con.send("event plain " + " ".join(s.events))
+            if not reply.headers.get("Reply-Text", "").startswith("+OK"):
+                raise EslAuthError(f"FreeSWITCH refused the subscription: {reply.headers.get('Reply-Text')}")
+            for spec in s.filters:
+                reply = con.send(f"filter {spec}")
+                if not reply.headers.get("Reply-Text", "").startswith("+OK"):
+                    self.report("filter_refused", f"filter {spec!r} refused: {reply.headers.get('Reply-Text')}")
+            self.result.was_up = True
+            self.on_up(self.result.version)
+            self._watch(con, done)
+        except EslAuthError as exc:
+            self.result.auth_failed = True
+            self.result.reason = str(exc)
+            self.result.error = exc
+        except (EslTimeout, NotConnectedError, OSError, EOFError) as exc:
+            self.result.reason = self.result.reason or (str(exc) or type(exc).__name__)
+            self.result.error = exc
+        except gevent.Timeout as exc:   # pragma: no cover - gevent.Timeout with a custom exception
+            self.result.reason = str(exc)
+        finally:
+            con.stop()
+
+    def _ask_version(self, con: GuardedInboundESL) -> str | None:
+        try:
+            reply = con.send("api version")
+        except EslTimeout:
+            raise
+        match = _VERSION_RE.search(reply.body or "")
+        return match.group(1) if match else None
+
+    def _watch(self, con: GuardedInboundESL, done: gevent.event.Event) -> None:
+        """Until stopped: notice a closed connection, a dead reader, or a silent peer."""
+        s = self.settings
+        assert self._wake is not None
+        step = max(0.05, min(1.0, s.heartbeat_timeout / 4))
+        while not self._stop_requested.is_set():
+            if done.is_set():
+                return
+            if not con.reader_alive or not con.connected:
+                self.result.reason = self.result.reason or "the connection ended"
+                return
+            if time.monotonic() - con.last_traffic > s.heartbeat_timeout:
+                # no HEARTBEAT, no event: ask; a live FreeSWITCH answers `api status` at once
+                try:
+                    con.send("api status", timeout=s.timeout)
+                except (EslTimeout, NotConnectedError, OSError) as exc:
+                    self.result.reason = f"FreeSWITCH stopped answering ({exc or 'timeout'})"
+                    return
+            self._wake.wait(timeout=step)
+            self._wake.clear()
+        self.result.reason = "stopped"
