@@ -1,0 +1,376 @@
+"""The durable outbox of the webhook sinks (SQLite, WAL) and `callcause outbox list|retry|purge`.
+
+A record is accepted once its row is committed here; it leaves only when its endpoint answered
+2xx (the row is deleted) or it became a dead letter, which the CLI can list, replay and purge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from callcause.errors import CallcauseError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint   TEXT NOT NULL,               -- the webhook sink's name
+    record_id  TEXT NOT NULL,               -- webhook-id of a single delivery
+    event_time TEXT NOT NULL,               -- RFC 3339 time of the hangup (payload timestamp)
+    data       BLOB NOT NULL,               -- the record document, JSON, as it will be signed
+    accepted   REAL NOT NULL,               -- epoch seconds the row was committed
+    epoch      REAL NOT NULL,               -- start of the current retry period (accepted or a replay)
+    next_at    REAL NOT NULL,               -- not before this time
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dead       INTEGER NOT NULL DEFAULT 0,  -- 1: dead letter, waits for `callcause outbox retry`
+    batch      TEXT                         -- webhook-id of the batch this row was sent in
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (endpoint, dead, next_at);
+CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (endpoint, batch) WHERE batch IS NOT NULL;
+-- a record waits at most once per endpoint: a replayed record joins the one already waiting
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_pending_once ON outbox (endpoint, record_id) WHERE dead = 0;
+"""
+
+
+class OutboxError(CallcauseError):
+    """The outbox cannot store or read records: unwritable path, disk full, corrupt file."""
+
+
+def explain_sqlite_error(path: str, exc: BaseException) -> str:
+    """One line saying what went wrong with the outbox file and what to do about it."""
+    text = str(exc)
+    low = text.lower()
+    if "full" in low:
+        todo = "free disk space on that file system (records are kept in memory and retried meanwhile)"
+    elif "readonly" in low or "read-only" in low or "permission" in low or "unable to open" in low:
+        todo = "make the file and its directory writable by the daemon's user, or set `outbox:` elsewhere"
+    elif "locked" in low or "busy" in low:
+        todo = "another process holds a long write lock on the outbox; stop it"
+    elif "malformed" in low or "not a database" in low:
+        todo = "move the damaged file aside (keep it for inspection) and restart"
+    else:
+        todo = "check the file, its directory and the disk"
+    return f"outbox {path}: {text}; {todo}"
+
+
+@dataclass(slots=True)
+class Row:
+    seq: int
+    record_id: str
+    event_time: str
+    data: bytes
+    accepted: float
+    epoch: float
+    attempts: int
+    batch: str | None
+
+
+@dataclass(slots=True)
+class Change:
+    """An outcome of a delivery to store: delivered rows leave, failed ones are rescheduled or
+    become dead letters."""
+
+    seqs: Sequence[int]
+    delivered: bool = False
+    attempts: int = 0
+    next_at: float = 0.0
+    error: str | None = None
+    dead: bool = False
+
+
+class Outbox:
+    """One SQLite outbox file. Not thread-safe: each user keeps it on one thread.
+
+    Accepting uses `synchronous=FULL` (a committed record survives a power cut); bookkeeping of
+    deliveries uses a second connection with `synchronous=NORMAL`, since losing it only means
+    a record is sent again, which at-least-once delivery allows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self._accept: sqlite3.Connection | None = None
+        self._book: sqlite3.Connection | None = None
+
+    # --- opening -------------------------------------------------------------------------
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def open(self) -> Outbox:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"outbox {self.path}: cannot create its directory: {exc.strerror}; "
+                              "create it and make it writable by the daemon's user, "
+                              "or set `outbox:` elsewhere") from None
+        try:
+            self._accept = self._connect("FULL")
+            mode = self._accept.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            self._accept.executescript(_SCHEMA)
+            self._accept.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # a write probe: a read-only file opens fine and fails only on the first record
+            self._accept.execute("BEGIN IMMEDIATE")
+            self._accept.execute("ROLLBACK")
+            self._book = self._connect("NORMAL")
+        except sqlite3.Error as exc:
+            self.close()
+            raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+        return self
+
+    def close(self) -> None:
+        for conn in (self._book, self._accept):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+        self._accept = self._book = None
+
+    @property
+    def accept_conn(self) -> sqlite3.Connection:
+        if self._accept is None:
+            raise OutboxError(f"outbox {self.path} is not open")
+        return self._accept
+
+    @property
+    def book_conn(self) -> sqlite3.Connection:
+        if self._book is None:
+            raise OutboxError(f"outbox {self.path} is not open")
+        return self._book
+
+    # --- accepting -----------------------------------------------------------------------
+
+    def add(self, endpoint: str, record_id: str, event_time: str, data: bytes,
+            now: float, next_at: float) -> bool:
+        """Commit one record for one endpoint; False when the same record is already waiting."""
+        conn = self.accept_conn
+        try:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
+                " next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (endpoint, record_id, event_time, data, now, now, next_at))
+        except sqlite3.Error as exc:
+            raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+        return cur.rowcount == 1
+
+    # --- delivering ----------------------------------------------------------------------
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Store the outcomes of finished deliveries in one transaction."""
+        conn = self.book_conn
+        with _transaction(conn):
+            for ch in changes:
+                marks = ",".join("?" * len(ch.seqs))
+                if ch.delivered:
+                    conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", tuple(ch.seqs))
+                else:
+                    conn.execute(
+                        f"UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, dead = ?"
+                        f" WHERE seq IN ({marks})",
+                        (ch.attempts, ch.next_at, ch.error, 1 if ch.dead else 0, *ch.seqs))
+
+    def waiting(self, endpoint: str, limit: int) -> list[tuple[Row, float]]:
+        """The rows that wait for `endpoint`, soonest first (due or not), with their `next_at`."""
+        cur = self.book_conn.execute(
+            "SELECT seq, record_id, event_time, data, accepted, epoch, attempts, batch, next_at"
+            " FROM outbox WHERE endpoint = ? AND dead = 0 ORDER BY next_at, seq LIMIT ?",
+            (endpoint, limit))
+        return [(_row(r), r[8]) for r in cur.fetchall()]
+
+    def unbatched(self, endpoint: str, limit: int) -> list[tuple[Row, float]]:
+        """Rows not yet assigned to a batch, oldest first, with their `next_at`."""
+        cur = self.book_conn.execute(
+            "SELECT seq, record_id, event_time, data, accepted, epoch, attempts, batch, next_at"
+            " FROM outbox WHERE endpoint = ? AND dead = 0 AND batch IS NULL ORDER BY seq LIMIT ?",
+            (endpoint, limit))
+        return [(_row(r), r[8]) for r in cur.fetchall()]
+
+    def batch_rows(self, endpoint: str, batch: str) -> list[Row]:
+        cur = self.book_conn.execute(
+            "SELECT seq, record_id, event_time, data, accepted, epoch, attempts, batch, next_at"
+            " FROM outbox WHERE endpoint = ? AND batch = ? AND dead = 0 ORDER BY seq",
+            (endpoint, batch))
+        return [_row(r) for r in cur.fetchall()]
+
+    def assign_batch(self, seqs: Sequence[int], batch: str, next_at: float) -> None:
+        """Persist a batch's members, so its retries carry the same webhook-id and records."""
+        conn = self.book_conn
+        marks = ",".join("?" * len(seqs))
+        with _transaction(conn):
+            conn.execute(f"UPDATE outbox SET batch = ?, next_at = ? WHERE seq IN ({marks})",
+                         (batch, next_at, *seqs))
+
+    def stats(self, endpoint: str) -> tuple[int, float | None]:
+        """(rows waiting, `accepted` time of the oldest) for one endpoint; dead letters excluded."""
+        count, oldest = self.book_conn.execute(
+            "SELECT COUNT(*), MIN(accepted) FROM outbox WHERE endpoint = ? AND dead = 0",
+            (endpoint,)).fetchone()
+        return int(count), oldest
+
+    # --- inspecting, replaying, cleaning (the CLI) ----------------------------------------
+
+    def listing(self, *, dead_only: bool, endpoint: str | None, limit: int) -> list[tuple]:
+        where, args = _filters(dead_only=dead_only, endpoint=endpoint)
+        cur = self.book_conn.execute(
+            "SELECT record_id, endpoint, dead, attempts, last_error, accepted, next_at, batch"
+            f" FROM outbox {where} ORDER BY seq LIMIT ?", (*args, limit))
+        return cur.fetchall()
+
+    def counts(self) -> list[tuple[str, int, int]]:
+        """(endpoint, waiting, dead) for every endpoint in the file."""
+        return self.book_conn.execute(
+            "SELECT endpoint, SUM(dead = 0), SUM(dead = 1) FROM outbox GROUP BY endpoint"
+            " ORDER BY endpoint").fetchall()
+
+    def retry_dead(self, *, endpoint: str | None, record_id: str | None, now: float) -> int:
+        """Queue dead letters again, with a fresh retry period; returns how many."""
+        where, args = _filters(dead_only=True, endpoint=endpoint, record_id=record_id)
+        conn = self.accept_conn
+        with _transaction(conn):
+            n = conn.execute(
+                "UPDATE OR IGNORE outbox SET dead = 0, attempts = 0, next_at = ?, epoch = ?,"
+                f" last_error = NULL {where}", (now, now, *args)).rowcount
+            # a dead letter whose record is waiting again already (replayed meanwhile) is redundant
+            conn.execute(
+                f"DELETE FROM outbox {where} AND EXISTS (SELECT 1 FROM outbox AS o"
+                " WHERE o.endpoint = outbox.endpoint AND o.record_id = outbox.record_id AND o.dead = 0)",
+                args)
+        return n
+
+    def purge(self, *, dead_only: bool, endpoint: str | None, record_id: str | None) -> int:
+        where, args = _filters(dead_only=dead_only, endpoint=endpoint, record_id=record_id)
+        conn = self.accept_conn
+        with _transaction(conn):
+            return conn.execute(f"DELETE FROM outbox {where}", args).rowcount
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error; sqlite errors become `OutboxError`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            self.conn.execute("COMMIT")
+            return False
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            path = self.conn.execute("PRAGMA database_list").fetchone()[2]
+            raise OutboxError(explain_sqlite_error(path, exc)) from None
+        return False
+
+
+def _row(r: tuple) -> Row:
+    return Row(seq=r[0], record_id=r[1], event_time=r[2], data=bytes(r[3]), accepted=r[4], epoch=r[5],
+               attempts=r[6], batch=r[7])
+
+
+def _filters(*, dead_only: bool, endpoint: str | None, record_id: str | None = None) -> tuple[str, tuple]:
+    clauses, args = ["1 = 1"], []
+    if dead_only:
+        clauses.append("dead = 1")
+    if endpoint is not None:
+        clauses.append("endpoint = ?")
+        args.append(endpoint)
+    if record_id is not None:
+        clauses.append("(record_id = ? OR batch = ?)")
+        args.extend([record_id, record_id])
+    return "WHERE " + " AND ".join(clauses), tuple(args)
+
+
+# --- callcause outbox list|retry|purge ------------------------------------------------------
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _locate(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The outbox path and a map url -> endpoint name, from --outbox or the config file."""
+    if getattr(args, "outbox", None):
+        return args.outbox, {}
+    from callcause.config import load_config
+
+    config = load_config(args.config)
+    if not config.outbox:
+        raise CallcauseError(f"{args.config}: no `outbox:` is configured, so there is nothing to inspect "
+                             "(or pass --outbox PATH)")
+    names = {getattr(s, "url", ""): s.name for s in config.sinks if getattr(s, "kind", "") == "webhook"}
+    return config.outbox, names
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    path, names = _locate(args)
+    if not Path(path).exists():
+        raise CallcauseError(f"outbox {path} does not exist (no webhook record was accepted yet)")
+    endpoint = names.get(args.endpoint, args.endpoint) if args.endpoint else None
+    record_id = getattr(args, "id", None)
+    box = Outbox(path).open()
+    try:
+        if args.action == "list":
+            return _list(box, args, endpoint)
+        if args.action == "retry":
+            n = box.retry_dead(endpoint=endpoint, record_id=record_id, now=time.time())
+            print(f"{n} dead letter(s) queued again; a running daemon sends them within seconds")
+            return 0
+        everything = bool(getattr(args, "all", False))
+        n = box.purge(dead_only=not everything, endpoint=endpoint, record_id=record_id)
+        what = "record(s), waiting and dead," if everything else "dead letter(s)"
+        print(f"{n} {what} deleted")
+        return 0
+    finally:
+        box.close()
+
+
+def _list(box: Outbox, args: argparse.Namespace, endpoint: str | None) -> int:
+    now = time.time()
+    for name, waiting, dead in box.counts():
+        if endpoint is None or name == endpoint:
+            print(f"# {name}: {waiting} waiting, {dead} dead")
+    rows = box.listing(dead_only=args.dead, endpoint=endpoint, limit=args.limit)
+    if not rows:
+        print("(no records)")
+        return 0
+    print(f"{'id':<30} {'endpoint':<24} {'state':<8} {'attempts':>8} {'age':>6}  last error")
+    for record_id, name, dead, attempts, error, accepted, next_at, batch in rows:
+        if dead:
+            state = "dead"
+        elif attempts:
+            state = "retry" if next_at > now else "due"
+        else:
+            state = "new"
+        shown = record_id if not batch else f"{record_id} ({batch})"
+        print(f"{shown:<30} {name:<24} {state:<8} {attempts:>8} {_age(now - accepted):>6}  {error or '-'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from callcause.cli import main
+
+    sys.exit(main(["outbox", *sys.argv[1:]]))

@@ -1,0 +1,652 @@
+"""The webhook sink: records signed per Standard Webhooks and POSTed from a durable outbox.
+
+`write()` commits a record to the outbox (that is acceptance); one dispatcher per endpoint sends
+what is due with bounded concurrency, retries with backoff and jitter, honours Retry-After, and
+turns records it cannot deliver into dead letters (`callcause outbox list|retry|purge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from callcause import __version__, metrics
+from callcause.config import Config, Secret, Section, parse_language
+from callcause.connectors.outbox import Change, Outbox, OutboxError, Row
+from callcause.connectors.pii import PiiPolicy, parse_pii
+from callcause.errors import ConfigError
+from callcause.problems import ProblemLog
+from callcause.record import CATEGORIES, RECORD_TYPE, SEVERITIES, CauseRecord
+
+log = logging.getLogger("callcause.webhook")
+
+BATCH_TYPE = "call.hangup.batch"
+SECRET_PREFIX = "whsec_"
+RETRY_AFTER_STATUSES = (429, 503)
+TRANSIENT_4XX = (408, 409, 425, 429)
+RESERVED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type",
+                    "content-length", "host", "transfer-encoding")
+T = TypeVar("T")
+
+
+# --- configuration ----------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class Filters:
+    """`only:` which records go to this endpoint; empty lists mean all."""
+
+    categories: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    failures_only: bool = False       # drop calls that were answered and ended normally
+
+    def wants(self, record: CauseRecord) -> bool:
+        category = record.category
+        if self.categories and category not in self.categories:
+            return False
+        if self.severities and record.severity not in self.severities:
+            return False
+        if self.sources and record.clues.source_name not in self.sources:
+            return False
+        return not (self.failures_only and category == "answered")
+
+
+@dataclass(slots=True, frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt n waits between half and all of
+    min(max, initial * 2^(n-1)); a record still undelivered after `max_age` is a dead letter."""
+
+    initial_s: float = 5.0
+    max_s: float = 3600.0
+    max_age_s: float = 86400.0
+
+    def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
+        base = min(self.max_s, self.initial_s * 2.0 ** min(max(attempts - 1, 0), 60))
+        return base / 2 + rand() * base / 2
+
+
+@dataclass(slots=True, frozen=True)
+class BatchPolicy:
+    max_records: int = 100
+    max_wait_s: float = 1.0
+
+
+@dataclass(slots=True)
+class WebhookConfig:
+    url: str
+    secrets: list[Secret]
+    name: str
+    kind: str = "webhook"
+    headers: dict[str, Secret] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    tls_verify: bool = True
+    ca_file: str | None = None
+    allow_insecure_http: bool = False
+    only: Filters = field(default_factory=Filters)
+    language: str | None = None        # None: the top-level `language`
+    pii: PiiPolicy = field(default_factory=PiiPolicy)
+    batch: BatchPolicy | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 4
+    grace_s: float = 5.0
+
+    @property
+    def display_url(self) -> str:
+        """The url without credentials or query, safe to log."""
+        return safe_url(self.url)
+
+
+def safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(sec: Section, key: str, default: float, *, minimum: float = 0.0) -> float:
+    """Seconds as a number (`30`, `0.5`) or with a unit (`500ms`, `30s`, `5m`, `24h`, `2d`)."""
+    raw = sec.data.get(key) if isinstance(sec.data, dict) else None
+    if isinstance(raw, str):
+        text = sec.str(key).strip().lower()
+        with contextlib.suppress(ValueError):
+            value = float(text)
+            if value < minimum:
+                raise sec.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g} or more")
+            return value
+        for unit in sorted(_UNITS, key=len, reverse=True):
+            if text.endswith(unit):
+                try:
+                    value = float(text[: -len(unit)]) * _UNITS[unit]
+                except ValueError:
+                    break
+                if value < minimum:
+                    raise sec.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g}s or more")
+                return value
+        raise sec.error(key, f"expected a duration, found {text!r}", fix="write e.g. 30, 30s, 5m, 24h")
+    return sec.float(key, default, min=minimum)
+
+
+def decode_secret(value: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret; ValueError (without the value) when malformed."""
+    if not value.startswith(SECRET_PREFIX):
+        raise ValueError("does not start with whsec_")
+    try:
+        key = base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 after whsec_") from None
+    if not key:
+        raise ValueError("is empty after whsec_")
+    return key
+
+
+def _parse_secrets(sec: Section) -> list[Secret]:
+    secrets: list[Secret] = []
+    for i, value in enumerate(sec.str_list("secrets", [])):
+        secrets.append(_checked_secret(sec, "secrets", value, f"item {i + 1}"))
+    for file_key in ("secrets_file", "secret_file"):
+        path = sec.str(file_key, None)
+        if path is None:
+            continue
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise sec.error(file_key, f"cannot read the secrets file {path!r}: {exc.strerror}",
+                            fix="check the path and that the daemon's user may read it") from None
+        values = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not values:
+            raise sec.error(file_key, f"the secrets file {path!r} holds no secret",
+                            fix="write one whsec_... secret per line")
+        for n, value in enumerate(values):
+            secrets.append(_checked_secret(sec, file_key, value, f"secret {n + 1} of {path!r}"))
+    if not secrets:
+        raise sec.error("secrets", "a webhook needs at least one signing secret",
+                        fix="add `secrets: [\"${WEBHOOK_SECRET}\"]` (whsec_ + base64) or `secrets_file:`")
+    return secrets
+
+
+def _checked_secret(sec: Section, key: str, value: str, which: str) -> Secret:
+    try:
+        decode_secret(value)
+    except ValueError as exc:
+        # the message names the entry, never its value
+        raise sec.error(key, f"{which} {exc}",
+                        fix="use a Standard Webhooks secret: whsec_ followed by base64 of 24-64 random "
+                            "bytes, e.g. whsec_$(head -c 32 /dev/urandom | base64)") from None
+    return Secret(value)
+
+
+def parse_config(sec: Section) -> WebhookConfig:
+    """Read one `sinks:` entry of kind webhook (design.md section 6)."""
+    url = sec.str("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise sec.error("url", "expected an http(s) url with a host", fix="write e.g. https://hooks.example.com/callcause")
+    allow_insecure = sec.bool("allow_insecure_http", False)
+    if parts.scheme == "http" and not allow_insecure:
+        raise sec.error("url", "plain http:// sends records and signatures unencrypted",
+                        fix="use https://, or add `allow_insecure_http: true` to this sink if the "
+                            "network path is trusted")
+    cfg = WebhookConfig(url=url, secrets=_parse_secrets(sec), name=sec.str("name", parts.hostname),
+                        allow_insecure_http=allow_insecure)
+    hsec = sec.section("headers")
+    for key in list(hsec.data):
+        if not isinstance(key, str) or not key or any(c in key for c in " :\t\r\n"):
+            raise hsec.error(str(key), f"{key!r} is not a header name", fix="write e.g. X-Api-Key: ${API_KEY}")
+        if key.lower() in RESERVED_HEADERS:
+            raise hsec.error(key, f"{key} is set by callcause itself", fix="remove it")
+        cfg.headers[key] = Secret(hsec.str(key))
+    hsec.finish()
+    cfg.timeout_s = _duration(sec, "timeout", 10.0, minimum=0.05)
+    tls = sec.section("tls")
+    cfg.tls_verify = tls.bool("verify", True)
+    cfg.ca_file = tls.str("ca_file", None)
+    if cfg.ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=cfg.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise tls.error("ca_file", f"cannot load the CA bundle {cfg.ca_file!r}: {exc}",
+                            fix="point it to a PEM file with the CA certificate(s)") from None
+    tls.finish()
+    only = sec.section("only")
+    cfg.only = Filters(
+        categories=tuple(only.str_list("categories", [], choices=CATEGORIES)),
+        severities=tuple(only.str_list("severities", [], choices=SEVERITIES)),
+        sources=tuple(only.str_list("sources", [])),
+        failures_only=only.bool("failures_only", False),
+    )
+    only.finish()
+    cfg.language = parse_language(sec, "language", None)
+    cfg.pii = parse_pii(sec.section("pii"))
+    if sec.has("batch"):
+        bsec = sec.section("batch")
+        cfg.batch = BatchPolicy(max_records=bsec.int("max_records", 100, min=1, max=10_000),
+                                max_wait_s=_duration(bsec, "max_wait", 1.0))
+        bsec.finish()
+    rsec = sec.section("retry")
+    cfg.retry = RetryPolicy(initial_s=_duration(rsec, "initial", 5.0, minimum=0.001),
+                            max_s=_duration(rsec, "max", 3600.0, minimum=0.001),
+                            max_age_s=_duration(rsec, "max_age", 86400.0))
+    rsec.finish()
+    cfg.concurrency = sec.int("concurrency", 4, min=1, max=256)
+    cfg.grace_s = _duration(sec, "grace", 5.0)
+    return cfg
+
+
+def build(cfg: WebhookConfig, config: Config) -> WebhookSink:
+    if not config.outbox:
+        raise ConfigError("a webhook sink needs a durable outbox", file=config.file, key="outbox",
+                          fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
+    return WebhookSink(cfg, config.outbox, config.language)
+
+
+# --- Standard Webhooks --------------------------------------------------------------------
+
+def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature`: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` per key,
+    space-separated, so a receiver holding either secret during a rotation accepts it."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join("v1," + base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode()
+                    for k in keys)
+
+
+def single_body(event_time: str, data: bytes) -> bytes:
+    """`{"type":"call.hangup","timestamp":<hangup time>,"data":<record>}`, byte-stable."""
+    return b'{"type":"' + RECORD_TYPE.encode() + b'","timestamp":"' + event_time.encode() \
+        + b'","data":' + data + b"}"
+
+
+def batch_body(rows: Sequence[Row]) -> bytes:
+    """`{"type":"call.hangup.batch","timestamp":<newest hangup>,"data":[<record>, ...]}`."""
+    newest = max(r.event_time for r in rows)
+    return b'{"type":"' + BATCH_TYPE.encode() + b'","timestamp":"' + newest.encode() \
+        + b'","data":[' + b",".join(r.data for r in rows) + b"]}"
+
+
+def batch_id(rows: Sequence[Row]) -> str:
+    """A batch's webhook-id, derived from its members so it is the same on every retry."""
+    digest = hashlib.sha256("\x00".join(r.record_id for r in rows).encode()).digest()
+    return "ccb_" + base64.b32encode(digest[:16]).decode().rstrip("=")
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One POST: a single record or a batch of them."""
+
+    msg_id: str
+    body: bytes
+    rows: list[Row]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [r.seq for r in self.rows]
+
+    @property
+    def attempts(self) -> int:
+        return max(r.attempts for r in self.rows)
+
+    @property
+    def epoch(self) -> float:
+        return min(r.epoch for r in self.rows)
+
+
+# --- the sink -------------------------------------------------------------------------------
+
+class WebhookSink:
+    """One endpoint: its outbox rows, its HTTP connection pool, its dispatcher.
+
+    Every endpoint has its own pool, dispatcher and outbox thread, so a slow or dead one never
+    delays the others; the pipeline only waits for the outbox commit.
+    """
+
+    POLL_S = 2.0            # also picks up dead letters queued again by `callcause outbox retry`
+    STATS_EVERY_S = 1.0
+
+    def __init__(self, cfg: WebhookConfig, outbox_path: str, language: str = "en") -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.lang = cfg.language or language
+        self.outbox_path = outbox_path
+        self._keys = [decode_secret(s.reveal()) for s in cfg.secrets]
+        self._problems = ProblemLog(f"webhook {cfg.name} ({cfg.display_url})")
+        self._outbox: Outbox | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[int] = set()        # rows being sent, or whose outcome is not stored yet
+        self._changes: list[Change] = []
+        self._since_pick = 0
+        self._closing = False
+        self._failing = 0
+        self.peak_in_flight = 0                 # most concurrent requests seen (tests, bench)
+        self.on_outcome: Callable[[Delivery, Change], None] | None = None   # tests and bench observe here
+
+    # outbox calls run on this endpoint's own thread, never on the event loop
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise OutboxError(f"webhook {self.name}: the sink is not started")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.cfg.tls_verify:
+            return False
+        return ssl.create_default_context(cafile=self.cfg.ca_file)
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"outbox-{self.name}")
+        outbox = Outbox(self.outbox_path)
+        try:
+            await self._db(outbox.open)
+        except OutboxError:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+        self._outbox = outbox
+        if urlsplit(self.cfg.url).scheme == "https" and not self.cfg.tls_verify:
+            log.warning("webhook %s: TLS certificate verification is off (tls.verify: false); anyone on "
+                        "the path can read and alter the records", self.name)
+        connector = aiohttp.TCPConnector(limit=self.cfg.concurrency, ssl=self._ssl(), keepalive_timeout=30)
+        headers = {"user-agent": f"callcause/{__version__}"}
+        headers.update({k: v.reveal() for k, v in self.cfg.headers.items()})
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        self._closing = False
+        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"webhook-{self.name}")
+
+    async def write(self, record: CauseRecord) -> None:
+        """Return once the record is committed to the outbox (or is not for this endpoint)."""
+        if not self.cfg.only.wants(record):
+            return
+        if self._outbox is None:
+            raise OutboxError(f"webhook {self.name}: the sink is not started")
+        doc = self.cfg.pii.apply(record.document(self.lang))
+        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        now = time.time()
+        next_at = now + self.cfg.batch.max_wait_s if self.cfg.batch else now
+        try:
+            await self._db(self._outbox.add, self.name, record.id, doc["time"], data, now, next_at)
+        except OutboxError as exc:
+            self._problems.report("outbox_write", f"record {record.id} not accepted: {exc}",
+                                  "the pipeline retries it; nothing is dropped", level=logging.ERROR,
+                                  count=False)
+            raise
+        self._since_pick += 1
+        batch = self.cfg.batch
+        if batch is None or self._since_pick == 1 or self._since_pick >= batch.max_records:
+            self._wake.set()
+
+    async def close(self) -> None:
+        """Finish in-flight requests within the grace period; what is left waits for the next start."""
+        self._closing = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            # let it finish its current outbox call, so no outcome is lost on the way
+            try:
+                await asyncio.wait_for(asyncio.shield(self._dispatcher), self.cfg.grace_s)
+            except TimeoutError:
+                self._dispatcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._dispatcher
+            self._dispatcher = None
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.cfg.grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.info("webhook %s: %d request(s) still open after the %.1f s grace period; their "
+                         "records stay in the outbox for the next start", self.name, len(pending),
+                         self.cfg.grace_s)
+        if self._outbox is not None:
+            changes, self._changes = self._changes, []
+            try:
+                if changes:
+                    await self._db(self._outbox.apply, changes)
+                depth, _ = await self._db(self._outbox.stats, self.name)
+                metrics.OUTBOX_DEPTH.labels(endpoint=self.name).set(depth)
+            except OutboxError as exc:
+                log.error("webhook %s: %s (those records will be sent again)", self.name, exc)
+            await self._db(self._outbox.close)
+            self._outbox = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # --- dispatching -------------------------------------------------------------------
+
+    async def _wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _dispatch(self) -> None:
+        last_stats = -1e9
+        while not self._closing:
+            self._wake.clear()
+            free = self.cfg.concurrency - len(self._tasks)
+            changes, self._changes = self._changes, []
+            # rows whose outcome is stored by this very call may be picked again (e.g. Retry-After: 0)
+            stored = {seq for ch in changes for seq in ch.seqs}
+            exclude = frozenset(self._inflight - stored)
+            want_stats = time.monotonic() - last_stats >= self.STATS_EVERY_S
+            self._since_pick = 0
+            try:
+                units, next_at, stats = await self._db(self._pick, changes, free, exclude, time.time(),
+                                                       want_stats)
+            except asyncio.CancelledError:
+                self._changes[:0] = changes     # stored by close() (twice at worst: harmless)
+                raise
+            except OutboxError as exc:
+                self._changes[:0] = changes
+                self._problems.report("outbox_read", str(exc), "delivery resumes once the outbox works",
+                                      level=logging.ERROR, count=False)
+                await self._wait(1.0)
+                continue
+            self._inflight.difference_update(stored)
+            if stats is not None:
+                last_stats = time.monotonic()
+                depth, oldest = stats
+                metrics.OUTBOX_DEPTH.labels(endpoint=self.name).set(depth)
+                metrics.OUTBOX_OLDEST_AGE.labels(endpoint=self.name).set(
+                    max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+            if self._closing:
+                break             # rows not started stay waiting in the outbox
+            for unit in units:
+                self._inflight.update(unit.seqs)
+                task = asyncio.create_task(self._send(unit))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))
+            if free > 0 and len(units) == free:
+                continue          # there may be more due: look again once a slot frees
+            timeout = self.POLL_S if next_at is None else min(self.POLL_S, max(0.0, next_at - time.time()))
+            await self._wait(timeout)
+
+    def _pick(self, changes: list[Change], free: int, exclude: frozenset[int], now: float,
+              want_stats: bool) -> tuple[list[Delivery], float | None, tuple[int, float | None] | None]:
+        """On the outbox thread: store finished outcomes, then choose up to `free` deliveries."""
+        box = self._outbox
+        assert box is not None
+        if changes:
+            box.apply(changes)
+        units: list[Delivery] = []
+        next_at: float | None = None
+        if free > 0:
+            if self.cfg.batch is None:
+                for row, at in box.waiting(self.name, free + len(exclude)):
+                    if row.seq in exclude:
+                        continue
+                    if at > now:
+                        next_at = at
+                        break
+                    units.append(Delivery(row.record_id, single_body(row.event_time, row.data), [row]))
+                    if len(units) == free:
+                        break
+            else:
+                next_at = self._pick_batches(box, units, free, exclude, now)
+        stats = box.stats(self.name) if want_stats else None
+        return units, next_at, stats
+
+    def _pick_batches(self, box: Outbox, units: list[Delivery], free: int, exclude: frozenset[int],
+                      now: float) -> float | None:
+        batch = self.cfg.batch
+        assert batch is not None
+        next_at: float | None = None
+        seen: set[str] = set()
+        # batches formed earlier and due again keep their members and webhook-id
+        for row, at in box.waiting(self.name, free * batch.max_records + len(exclude)):
+            if row.seq in exclude or row.batch is None or row.batch in seen:
+                continue
+            if at > now:
+                next_at = at
+                break
+            seen.add(row.batch)
+            members = [r for r in box.batch_rows(self.name, row.batch) if r.seq not in exclude]
+            if members:
+                units.append(Delivery(row.batch, batch_body(members), members))
+            if len(units) == free:
+                return None
+        # new batches: full ones at once, a partial one when its oldest record waited max_wait
+        while len(units) < free:
+            rows = [(r, at) for r, at in box.unbatched(self.name, batch.max_records + len(exclude))
+                    if r.seq not in exclude][: batch.max_records]
+            if not rows:
+                break
+            if len(rows) < batch.max_records and rows[0][1] > now:
+                next_at = rows[0][1] if next_at is None else min(next_at, rows[0][1])
+                break
+            members = [r for r, _ in rows]
+            msg_id = batch_id(members)
+            box.assign_batch([r.seq for r in members], msg_id, now)
+            for r in members:
+                r.batch = msg_id
+            units.append(Delivery(msg_id, batch_body(members), members))
+        return next_at
+
+    # --- one POST ------------------------------------------------------------------------
+
+    async def _send(self, unit: Delivery) -> None:
+        try:
+            change = await self._attempt(unit)
+        except asyncio.CancelledError:
+            # close() gave up waiting: the rows stay as they are and go out on the next start
+            self._inflight.difference_update(unit.seqs)
+            raise
+        except Exception as exc:   # a bug must not wedge the rows in memory
+            log.exception("webhook %s: unexpected error while sending %s", self.name, unit.msg_id)
+            change = self._failed(unit, None, f"internal error: {type(exc).__name__}", None)
+        self._changes.append(change)
+        self._wake.set()
+        if self.on_outcome is not None:
+            self.on_outcome(unit, change)
+
+    async def _attempt(self, unit: Delivery) -> Change:
+        session = self._session
+        assert session is not None
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": unit.msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._keys, unit.msg_id, timestamp, unit.body),
+        }
+        try:
+            async with session.post(self.cfg.url, data=unit.body, headers=headers,
+                                    allow_redirects=False) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                answer = await resp.content.read(65536)
+        except TimeoutError:
+            return self._failed(unit, None, f"no answer within {self.cfg.timeout_s:g} s", None, kind="timeout")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return self._failed(unit, None, f"TLS certificate not trusted: {exc.certificate_error}", None,
+                                kind="tls", todo="set tls.ca_file to the CA that signed the receiver's "
+                                                 "certificate")
+        except aiohttp.ClientSSLError as exc:
+            return self._failed(unit, None, f"TLS failed: {exc}", None, kind="tls")
+        except aiohttp.ClientConnectorError as exc:
+            return self._failed(unit, None, f"cannot connect: {exc.os_error.strerror or exc.os_error}",
+                                None, kind="unreachable", todo="is the receiver running and reachable?")
+        except aiohttp.ClientError as exc:
+            return self._failed(unit, None, f"{type(exc).__name__}: {exc}", None, kind="http_error")
+        if 200 <= status < 300:
+            metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="delivered").inc()
+            if self._failing:
+                log.info("webhook %s: the receiver accepts records again after %d failed attempt(s)",
+                         self.name, self._failing)
+                self._failing = 0
+            return Change(unit.seqs, delivered=True)
+        text = answer[:200].decode("utf-8", "replace").replace("\n", " ").replace("\r", " ").strip()
+        error = f"HTTP {status}" + (f": {text}" if text else "")
+        return self._failed(unit, status, error, retry_after)
+
+    def _failed(self, unit: Delivery, status: int | None, error: str, retry_after: str | None,
+                *, kind: str | None = None, todo: str = "") -> Change:
+        now = time.time()
+        attempts = unit.attempts + 1
+        self._failing += 1
+        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="failed").inc()
+        permanent = status is not None and 300 <= status < 500 and status not in TRANSIENT_4XX
+        wait = parse_retry_after(retry_after, now) if status in RETRY_AFTER_STATUSES else None
+        if wait is None:
+            wait = self.cfg.retry.delay(attempts)
+        deadline = unit.epoch + self.cfg.retry.max_age_s
+        if permanent or now + wait > deadline:
+            why = "the receiver refused it" if permanent else \
+                f"undelivered for {now - unit.epoch:.0f} s (retry.max_age {self.cfg.retry.max_age_s:g} s)"
+            metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="dead_lettered").inc()
+            self._problems.report(
+                "dead_letter", f"{unit.msg_id} is a dead letter after {attempts} attempt(s), {why}: {error}",
+                "fix the receiver, then `callcause outbox retry`", level=logging.ERROR, count=False)
+            return Change(unit.seqs, attempts=attempts, next_at=now, error=error, dead=True)
+        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="retried").inc()
+        self._problems.report(kind or (f"http_{status}" if status else "failed"),
+                              f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.1f} s",
+                              todo, count=False)
+        return Change(unit.seqs, attempts=attempts, next_at=now + wait, error=error)
