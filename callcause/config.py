@@ -252,9 +252,14 @@ class Section:
         return value
 
     def str_list(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] | None = None) -> Any:
-        items = self.list(key, default)
-        if items is default and default is not _MISSING:
-            return items
+        """A list of text values; a single value is accepted as a list of one."""
+        if isinstance(self.data.get(key), str | int) and not isinstance(self.data.get(key), bool):
+            self._known.add(key)
+            items = [self.data[key]]
+        else:
+            items = self.list(key, default)
+            if items is default and default is not _MISSING:
+                return items
         out = []
         for item in items:
             if not isinstance(item, str | int) or isinstance(item, bool):

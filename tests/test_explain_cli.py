@@ -88,7 +88,7 @@ def test_text_output_is_aligned_and_complete(capsys):
 
 MALFORMED = [
     "", "   ", "999", "1000", "q850:200", "cause=abc", "SIP/2.0 48 Busy", "SIP/2.0 999 Nope",
-    "sip:99", "0x82", "0x8", "82", "0x0290", "Reason: Q.850;cause=x", "Reason: ;cause=3",
+    "sip:99", "0x82", "0x8", "q850:", "0x0290", "Reason: Q.850;cause=x", "Reason: ;cause=3",
     "AST_CAUSE_NOPE", "PRI_CAUSE_WHATEVER", "USER_BUZY", "hello world!", "486;tag=x",
     "Cause: seventeen", "DialStatus: MAYBE", "x" * 3000, "Cause i = 0x10",
 ]

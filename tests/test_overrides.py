@@ -41,7 +41,7 @@ def test_scope_by_trunk_and_source():
 
 
 BROKEN = {
-    "unknown key": ("overrides:\n  - match: {sip: 486}\n    set: {category: busy}\n    colour: red\n", 2, "colour"),
+    "unknown key": ("overrides:\n  - match: {sip: 486}\n    set: {category: busy}\n    colour: red\n", 4, "colour"),
     "unknown match key": ("overrides:\n  - match: {sipp: 486}\n    set: {category: busy}\n", 2, "sipp"),
     "bad category": ("overrides:\n  - match: {sip: 486}\n    set: {category: bussy}\n", 3, "category"),
     "bad regex": ("overrides:\n  - match: {reason: '(unclosed'}\n    set: {category: busy}\n", 2, "reason"),

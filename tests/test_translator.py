@@ -102,7 +102,7 @@ def test_q850_is_derived_from_the_dialect_when_the_pbx_gave_none(tr):
 
 
 def test_unknown_sip_code_falls_back_to_its_class(tr):
-    e = tr.explain(leg(sip_code=477))
+    e = tr.explain(leg(sip_code=459))
     assert e.rule == "builtin:sip/4xx"
     assert tr.texts(e, "en").summary
 
