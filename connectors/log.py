@@ -1,0 +1,121 @@
+"""The log sink: one JSON line per record in a file, one readable line per record on stdout.
+
+Each record is written with a single `write` of one complete line and flushed, so readers
+(and other processes appending) never see a partial line. The file is reopened on SIGHUP
+(`reopen()`) and whenever logrotate moved or deleted it (its inode changed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from callcause.config import Config, Section, parse_language
+from callcause.record import CauseRecord
+
+
+@dataclass(slots=True)
+class LogConfig:
+    path: str | None = None             # JSON Lines file; None = no file
+    stdout: str = "text"                # text | json | off
+    language: str | None = None         # None = the top-level language
+    name: str = "log"
+    kind: str = "log"
+
+
+def parse_config(sec: Section) -> LogConfig:
+    cfg = LogConfig(path=sec.str("path", None), stdout=sec.str("stdout", "text", choices=("text", "json", "off")),
+                    language=parse_language(sec, "language", None))
+    cfg.name = sec.str("name", f"log:{cfg.path}" if cfg.path else "log:stdout")
+    if cfg.path is None and cfg.stdout == "off":
+        raise sec.error("stdout", "this log sink writes nowhere (no path, stdout: off)",
+                        fix="set `path:` or `stdout: text`")
+    return cfg
+
+
+def build(cfg: LogConfig, config: Config | None = None) -> LogSink:
+    lang = cfg.language or (config.language if config is not None else "en")
+    return LogSink(cfg, lang)
+
+
+def text_line(doc: dict[str, Any]) -> str:
+    """The human-readable line: when, who, what and why, in one line."""
+    call, cause = doc["call"], doc["cause"]
+    sip = doc.get("sip") or {}
+    q850 = doc.get("q850") or {}
+    codes = " ".join(x for x in (
+        f"SIP {sip['code']}" if sip.get("code") else "",
+        f"Q.850 {q850['cause']}" if q850.get("cause") is not None else "",
+        f"dial {doc['pbx']['dial_status']}" if (doc.get("pbx") or {}).get("dial_status") else "",
+    ) if x)
+    parties = f"{call.get('from') or '?'} -> {call.get('to') or '?'}"
+    flags = " (incomplete)" if doc.get("incomplete") else ""
+    return (f"{doc['time']} {doc['source']['name']} {call.get('channel') or call['leg_id']} "
+            f"{parties} {cause['category']}/{cause['severity']} by {cause['hangup_source']}"
+            f"{' [' + codes + ']' if codes else ''}: {cause['summary']}{flags}")
+
+
+class LogSink:
+    """A Sink (callcause.pipeline): `start`, `write(record)`, `close`, plus `reopen()`."""
+
+    def __init__(self, cfg: LogConfig, lang: str, stdout: TextIO | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.lang = lang
+        self.stdout = stdout
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._reopen_wanted = False
+
+    async def start(self) -> None:
+        if self.cfg.path:
+            self._open()
+
+    def _open(self) -> None:
+        path = self.cfg.path
+        assert path is not None
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        # O_APPEND: every write lands at the end as one unit, even with other writers
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        st = os.fstat(fd)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._inode = fd, (st.st_dev, st.st_ino)
+
+    def reopen(self) -> None:
+        """Reopen the file at the next write (SIGHUP); safe to call from a signal handler."""
+        self._reopen_wanted = True
+
+    def _moved(self) -> bool:
+        try:
+            st = os.stat(self.cfg.path)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
+
+    async def write(self, record: CauseRecord) -> None:
+        doc = record.document(self.lang)
+        if self.cfg.path:
+            if self._fd is None or self._reopen_wanted or self._moved():
+                self._reopen_wanted = False
+                self._open()
+            line = (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            view = memoryview(line)
+            while view:                      # a regular file takes it in one go; be sure
+                written = os.write(self._fd, view)  # type: ignore[arg-type]
+                view = view[written:]
+        if self.cfg.stdout != "off":
+            out = self.stdout or sys.stdout
+            text = text_line(doc) if self.cfg.stdout == "text" else json.dumps(doc, ensure_ascii=False)
+            out.write(text + "\n")
+            out.flush()
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
