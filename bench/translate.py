@@ -2,7 +2,7 @@
 
 Run: python bench/translate.py [--seconds 3]
 
-The mix follows what the captures show: mostly answered calls ended normally, then busy,
+The mix uses the clue shapes the captures show, weighted as an assumed busy day: mostly answered calls, then busy,
 no answer, cancelled, rejected and unallocated numbers, a few carrier phrases and Reason
 headers, from both Asterisk and FreeSWITCH. A baseline in the same run (building the same
 clue objects and doing nothing else) shows how much of the time is the translator itself.
@@ -65,7 +65,7 @@ def run(seconds: float) -> None:
     baseline = measure(lambda c: None)
     explain = measure(translator.explain)
     full = measure(lambda c: translator.texts(translator.explain(c), "en"))
-    print(f"legs in the mix: {len(legs)} (11 kinds, weighted as seen in the captures)")
+    print(f"legs in the mix: {len(legs)} (11 kinds; assumed weights: mostly answered calls, then failures)")
     print(f"baseline loop (no work):         {baseline:12,.0f} /s")
     print(f"explain (verdict only):          {explain:12,.0f} /s")
     print(f"explain + English texts:         {full:12,.0f} /s")
