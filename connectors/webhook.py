@@ -155,8 +155,10 @@ def decode_secret(value: str) -> bytes:
     """The HMAC key of a `whsec_<base64>` secret; ValueError (without the value) when malformed."""
     if not value.startswith(SECRET_PREFIX):
         raise ValueError("does not start with whsec_")
+    raw = value[len(SECRET_PREFIX):]
     try:
-        key = base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
+        # unpadded base64 is common in copied secrets; the reference library accepts it too
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("is not base64 after whsec_") from None
     if not key:
