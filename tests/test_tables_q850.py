@@ -30,7 +30,7 @@ CAUSES: dict[int, dict] = Q850["causes"]
 FS_OWN: dict[str, dict] = _load(TABLES / "freeswitch.yaml")["causes"]
 ASTERISK = _load(TABLES / "asterisk.yaml")
 DSS1 = _load(TABLES / "dss1.yaml")
-EN = _load(ROOT / "mapping" / "locales" / "_en_q850.yaml")
+EN = _load(ROOT / "mapping" / "locales" / "en.yaml")
 
 # --- written out from the sources ------------------------------------------------------------
 

@@ -25,7 +25,7 @@ def _load(rel: str) -> dict:
 
 SIP = _load("tables/sip.yaml")["codes"]
 PHRASES = _load("tables/phrases.yaml")["phrases"]
-EN = _load("locales/_en_sip.yaml")
+EN = _load("locales/en.yaml")
 
 # IANA "Session Initiation Protocol (SIP) Parameters" / "Response Codes": code -> phrase.
 IANA = {
