@@ -183,6 +183,16 @@ def _seconds(h: Mapping[str, str], msec_key: str, sec_key: str) -> float | None:
     return float(s) if s is not None else None
 
 
+def _relayed_failure(h: Mapping[str, str]) -> int | None:
+    """The other leg's failure code copied onto this leg (switch_channel.c, partner variables).
+
+    Only a failure (>= 300) says why this leg ended; a relayed 200 is the other leg's BYE
+    transaction, and this leg's own status says more.
+    """
+    status = _sip_status(_value(h, "variable_last_bridge_proto_specific_hangup_cause"))
+    return status if status is not None and status >= 300 else None
+
+
 def sip_code_and_reason(h: Mapping[str, str], disposition: str | None) -> tuple[int | None, str | None]:
     """The SIP status that ended the leg, most reliable first (FreeSWITCH notes, "What SIP code").
 
@@ -195,7 +205,7 @@ def sip_code_and_reason(h: Mapping[str, str], disposition: str | None) -> tuple[
     status = _int(h, "variable_sip_invite_failure_status")
     if status:
         return status, _value(h, "variable_sip_invite_failure_phrase")
-    status = _sip_status(_value(h, "variable_last_bridge_proto_specific_hangup_cause"))
+    status = _relayed_failure(h)
     if status:
         return status, _value(h, "variable_sip_hangup_phrase")
     status = _int(h, "variable_sip_term_status")
@@ -277,9 +287,10 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
         incomplete = True
     q850 = _int(h, "variable_hangup_cause_q850")
     disposition = _value(h, "variable_sip_hangup_disposition")
-    direction = _value(h, "Call-Direction") or _value(h, "variable_direction")
+    direction = (_value(h, "Call-Direction") or _value(h, "Caller-Direction")
+                 or _value(h, "variable_direction") or _value(h, "Presence-Call-Direction"))
     sip_code, sip_reason = sip_code_and_reason(h, disposition)
-    relayed = _value(h, "variable_last_bridge_proto_specific_hangup_cause") is not None
+    relayed = _relayed_failure(h) is not None
     channel = _value(h, "Channel-Name")
     internal = bool(channel and channel.startswith("loopback/")) or "variable_loopback_leg" in h
     answered_time = _value(h, "Caller-Channel-Answered-Time")
@@ -563,7 +574,9 @@ class EslSource:
         self._m_overflow = metrics.HANDOFF_OVERFLOW.labels(source=cfg.name)
         self._m_up = metrics.SOURCE_UP.labels(source=cfg.name)
         self._m_reconnects = metrics.SOURCE_RECONNECTS.labels(source=cfg.name)
-        self.connected_event = asyncio.Event()
+        self.connected_event = asyncio.Event()   # set while connected
+        self.down_event = asyncio.Event()        # set while not connected
+        self.down_event.set()
 
     @property
     def connected(self) -> bool:
@@ -632,8 +645,10 @@ class EslSource:
             log.info("%s: connected (FreeSWITCH %s), subscribed to %s", self.where,
                      self.version or "version unknown", " ".join(self.cfg.events()))
             self.connected_event.set()
+            self.down_event.clear()
         else:
             self.connected_event.clear()
+            self.down_event.set()
         self._connected = up
         self._m_up.set(1 if up else 0)
 
