@@ -355,8 +355,8 @@ def test_dss1_location_abbreviations_are_rfc_8606_values() -> None:
 TEXT_SECTIONS = {"q850": CAUSES, "freeswitch": FS_OWN, "dial_status": ASTERISK["dial_status"]}
 
 
-def test_fragment_holds_only_its_three_sections() -> None:
-    assert set(EN) == set(TEXT_SECTIONS)
+def test_english_locale_has_the_three_sections() -> None:
+    assert set(TEXT_SECTIONS) <= set(EN)
 
 
 @pytest.mark.parametrize("section", sorted(TEXT_SECTIONS))
