@@ -93,7 +93,7 @@ class BatchPolicy:
 
 @dataclass(slots=True)
 class WebhookConfig:
-    url: str
+    url: str = field(repr=False)       # may hold credentials (user:pass@, ?token=); see display_url
     secrets: list[Secret]
     name: str
     kind: str = "webhook"
@@ -649,6 +649,6 @@ class WebhookSink:
             return Change(unit.seqs, attempts=attempts, next_at=now, error=error, dead=True)
         metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="retried").inc()
         self._problems.report(kind or (f"http_{status}" if status else "failed"),
-                              f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.1f} s",
+                              f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.3g} s",
                               todo, count=False)
         return Change(unit.seqs, attempts=attempts, next_at=now + wait, error=error)
