@@ -696,6 +696,9 @@ class EslSource:
             raise
         finally:
             self._session = None
+            if finished.done():
+                # the result is posted as the thread's last act: it is gone a moment later
+                thread.join(1.0)
 
     async def _sweep_forever(self) -> None:
         assert self.tracker is not None

@@ -291,6 +291,9 @@ class EslServer:
     async def subscribed(self, count: int = 1, timeout: float = 5.0) -> bool:
         return await asyncio.to_thread(self.wait_subscribed, count, timeout)
 
+    async def wait_for_async(self, predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+        return await asyncio.to_thread(self.wait_for, predicate, timeout)
+
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
