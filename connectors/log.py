@@ -27,7 +27,12 @@ class LogConfig:
 
 
 def parse_config(sec: Section) -> LogConfig:
-    cfg = LogConfig(path=sec.str("path", None), stdout=sec.str("stdout", "text", choices=("text", "json", "off")),
+    if isinstance(sec.data.get("stdout"), bool):
+        # YAML 1.1 reads a bare `off` as false (and `on` as true)
+        stdout = "text" if sec.bool("stdout") else "off"
+    else:
+        stdout = sec.str("stdout", "text", choices=("text", "json", "off"))
+    cfg = LogConfig(path=sec.str("path", None), stdout=stdout,
                     language=parse_language(sec, "language", None))
     cfg.name = sec.str("name", f"log:{cfg.path}" if cfg.path else "log:stdout")
     if cfg.path is None and cfg.stdout == "off":

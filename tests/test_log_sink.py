@@ -103,7 +103,7 @@ async def test_concurrent_writers_never_interleave_lines(tmp_path) -> None:
 
 def test_config_needs_somewhere_to_write() -> None:
     with pytest.raises(ConfigError, match="writes nowhere"):
-        parse_config(Section({"kind": "log", "stdout": "off"}, file="c.yaml", path="sinks[0]"))
+        parse_config(Section({"kind": "log", "stdout": False}, file="c.yaml", path="sinks[0]"))
     cfg = parse_config(Section({"kind": "log", "path": "/x.jsonl", "language": "de-AT"},
                                file="c.yaml", path="sinks[0]"))
     assert (cfg.path, cfg.stdout, cfg.language) == ("/x.jsonl", "text", "de")

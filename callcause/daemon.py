@@ -1,0 +1,205 @@
+"""`callcause run` and `callcause check-config`: config in, sources and sinks running.
+
+SIGTERM/SIGINT stop the sources, drain what the pipeline holds into the sinks and exit 0;
+SIGHUP reloads the overrides (a bad file keeps the old table) and reopens log files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from callcause import metrics
+from callcause.config import Config, load_config
+from callcause.errors import ConfigError
+from callcause.pipeline import Pipeline, Sink, Source
+
+log = logging.getLogger("callcause.daemon")
+
+# kind -> "module:function(cfg, config)" building the connector; imported only when used, so
+# a connector that is not installed is an error only for a config that asks for it.
+SOURCE_BUILDERS = {
+    "asterisk": "callcause.connectors.ami:build",
+    "freeswitch": "callcause.connectors.esl:build",
+}
+SINK_BUILDERS = {
+    "log": "callcause.connectors.log:build",
+    "webhook": "callcause.connectors.webhook:build",
+}
+DRAIN_TIMEOUT = 30.0      # seconds SIGTERM waits for queued records to reach the sinks
+
+
+def _builder(table: dict[str, str], kind: str, config: Config) -> Callable[..., Any]:
+    ref = table.get(kind)
+    if ref is None:
+        raise ConfigError(f"no connector of kind {kind!r}", file=config.file,
+                          fix=f"use one of: {', '.join(table)}")
+    module, func = ref.split(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"the {kind!r} connector cannot be loaded ({exc})", file=config.file,
+                          fix=f"reinstall callcause, or remove the {kind} entries") from None
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"a connector named in the file is not installed ({exc})", file=path,
+                          fix="reinstall callcause, or remove that source/sink") from None
+
+
+def build_connectors(config: Config) -> tuple[list[Source], list[Sink]]:
+    sinks = [_builder(SINK_BUILDERS, getattr(cfg, "kind", "log"), config)(cfg, config)
+             for cfg in config.sinks]
+    sources = [_builder(SOURCE_BUILDERS, getattr(cfg, "kind", "asterisk"), config)(cfg, config)
+               for cfg in config.sources]
+    return sources, sinks
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.logging.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.logging.level)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname,
+                           "logger": record.name, "message": record.getMessage()},
+                          ensure_ascii=False)
+
+
+class Daemon:
+    """The running daemon: one pipeline, its sinks, its sources, and the signal handlers."""
+
+    def __init__(self, config: Config) -> None:
+        from callcause.mapping.translator import Translator
+
+        self.config = config
+        self.translator = Translator.load(config.overrides)
+        self.sources, self.sinks = build_connectors(config)
+        self.pipeline = Pipeline(self.translator, self.sinks)
+        self.stop = asyncio.Event()
+        self.health: Any = None
+
+    def reload(self) -> bool:
+        """SIGHUP: new overrides if the file is valid, else keep the old ones; reopen logs."""
+        from callcause.mapping.translator import Translator
+
+        for sink in self.sinks:
+            reopen = getattr(sink, "reopen", None)
+            if reopen is not None:
+                reopen()
+        try:
+            translator = Translator.load(self.config.overrides)
+        except ConfigError as exc:
+            metrics.OVERRIDE_RELOADS.labels(result="error").inc()
+            log.error("overrides not reloaded, the previous ones stay in force: %s", exc)
+            return False
+        except Exception as exc:   # a reload must never take the daemon down
+            metrics.OVERRIDE_RELOADS.labels(result="error").inc()
+            log.error("overrides not reloaded, the previous ones stay in force: %s", exc)
+            return False
+        self.translator = self.pipeline.translator = translator
+        metrics.OVERRIDE_RELOADS.labels(result="ok").inc()
+        log.info("overrides reloaded from %s; log files reopened", self.config.overrides or "(none)")
+        return True
+
+    def readiness(self) -> dict[str, bool]:
+        ready = {f"source:{s.name}": s.connected for s in self.sources}
+        for sink in self.sinks:
+            ready[f"sink:{sink.name}"] = bool(getattr(sink, "ready", True))
+        return ready
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        handlers = {signal.SIGTERM: self.stop.set, signal.SIGINT: self.stop.set,
+                    signal.SIGHUP: self.reload}
+        for sig, fn in handlers.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, fn)
+        await self.pipeline.start_sinks()
+        if self.config.metrics.listen:
+            from callcause.health import HealthServer
+
+            self.health = HealthServer(self.config.metrics.listen, self.readiness)
+            await self.health.start()
+        consumer = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        tasks = [asyncio.create_task(src.run(self.pipeline.emit), name=f"source:{src.name}")
+                 for src in self.sources]
+        for task in tasks:
+            task.add_done_callback(self._source_ended)
+        log.info("callcause running: %d source(s), %d sink(s)", len(tasks), len(self.sinks))
+        try:
+            await self.stop.wait()
+        finally:
+            log.info("stopping: sources first, then the queued records")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)   # sources flush their legs
+            try:
+                await asyncio.wait_for(self.pipeline.queue.join(), DRAIN_TIMEOUT)
+            except TimeoutError:
+                log.error("%d record(s) still queued after %.0f s; stopping anyway",
+                          self.pipeline.queue.qsize(), DRAIN_TIMEOUT)
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            await self.pipeline.close_sinks()
+            if self.health is not None:
+                await self.health.close()
+            for sig in handlers:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        log.info("stopped after %d record(s)", self.pipeline.records)
+        return 0
+
+    def _source_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.error("%s stopped unexpectedly: %s", task.get_name(), exc or "returned")
+
+
+def main(args: Any) -> int:
+    """`callcause run -c FILE`."""
+    config = _load(args.config)
+    setup_logging(config)
+
+    async def _run() -> int:
+        return await Daemon(config).run()
+
+    return asyncio.run(_run())
+
+
+def check_config_main(args: Any) -> int:
+    """`callcause check-config -c FILE`: everything `run` checks, without connecting."""
+    from callcause.mapping.translator import Translator
+
+    config = _load(args.config)
+    Translator.load(config.overrides)
+    for cfg in config.sources:
+        _builder(SOURCE_BUILDERS, getattr(cfg, "kind", "asterisk"), config)
+    for cfg in config.sinks:
+        _builder(SINK_BUILDERS, getattr(cfg, "kind", "log"), config)
+    sources = ", ".join(f"{s.name} ({getattr(s, 'kind', '?')})" for s in config.sources) or "none"
+    sinks = ", ".join(getattr(s, "name", getattr(s, "kind", "?")) for s in config.sinks) or "none"
+    print(f"OK: {config.file}: sources: {sources}; sinks: {sinks}; "
+          f"overrides: {config.overrides or 'none'}; language: {config.language}")
+    return 0
