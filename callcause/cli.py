@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead", action="store_true", help="only dead-lettered records")
     p.add_argument("--endpoint", default=None, help="only this endpoint (its url or name)")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--id", default=None, help="only this record id (or batch id)")
+    p.add_argument("--all", action="store_true", help="purge: also records still waiting, not only dead ones")
+    p.add_argument("--outbox", default=None, help="the outbox file, instead of reading it from the config")
     return parser
 
 

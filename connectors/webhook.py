@@ -364,7 +364,8 @@ class WebhookSink:
         self._closing = False
         self._failing = 0
         self.peak_in_flight = 0                 # most concurrent requests seen (tests, bench)
-        self.on_outcome: Callable[[Delivery, Change], None] | None = None   # tests and bench observe here
+        # tests and bench observe here: called once an outcome is stored in the outbox
+        self.on_outcome: Callable[[Change], None] | None = None
 
     # outbox calls run on this endpoint's own thread, never on the event loop
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -448,6 +449,7 @@ class WebhookSink:
             try:
                 if changes:
                     await self._db(self._outbox.apply, changes)
+                    self._observe(changes)
                 depth, _ = await self._db(self._outbox.stats, self.name)
                 metrics.OUTBOX_DEPTH.labels(endpoint=self.name).set(depth)
             except OutboxError as exc:
@@ -462,6 +464,11 @@ class WebhookSink:
             self._executor = None
 
     # --- dispatching -------------------------------------------------------------------
+
+    def _observe(self, changes: list[Change]) -> None:
+        if self.on_outcome is not None:
+            for change in changes:
+                self.on_outcome(change)
 
     async def _wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -491,6 +498,7 @@ class WebhookSink:
                 await self._wait(1.0)
                 continue
             self._inflight.difference_update(stored)
+            self._observe(changes)
             if stats is not None:
                 last_stats = time.monotonic()
                 depth, oldest = stats
@@ -585,8 +593,6 @@ class WebhookSink:
             change = self._failed(unit, None, f"internal error: {type(exc).__name__}", None)
         self._changes.append(change)
         self._wake.set()
-        if self.on_outcome is not None:
-            self.on_outcome(unit, change)
 
     async def _attempt(self, unit: Delivery) -> Change:
         session = self._session

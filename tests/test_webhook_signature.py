@@ -100,7 +100,7 @@ async def test_example_consumer_verifies_and_processes_each_record_once(tmp_path
     done = asyncio.Event()
     delivered: set[int] = set()
 
-    def seen(unit, change):
+    def seen(change):
         if change.delivered:
             delivered.update(change.seqs)
         if len(delivered) == len(records):

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from callcause.config import Config, Section
 from callcause.connectors.outbox import Change
-from callcause.connectors.webhook import Delivery, WebhookConfig, WebhookSink, parse_config
+from callcause.connectors.webhook import WebhookConfig, WebhookSink, parse_config
 from callcause.record import CauseRecord, Explanation, HangupClues, Texts
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"        # the Standard Webhooks spec's example key
@@ -171,14 +171,14 @@ class Receiver:
 
 
 class Outcomes:
-    """Observes a sink's delivery outcomes (`sink.on_outcome`), so tests wait on events."""
+    """Observes a sink's delivery outcomes once stored (`sink.on_outcome`), so tests wait on events."""
 
     def __init__(self, sink: WebhookSink) -> None:
         self.changes: list[Change] = []
         self._changed = asyncio.Event()
         sink.on_outcome = self._seen
 
-    def _seen(self, unit: Delivery, change: Change) -> None:
+    def _seen(self, change: Change) -> None:
         self.changes.append(change)
         self._changed.set()
 
