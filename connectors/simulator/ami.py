@@ -52,7 +52,7 @@ def load_frames(path: str | Path) -> list[str]:
 
 
 _UNIQUEID = re.compile(r"(?<![\d.])(\d{9,10})\.(\d+)(?![\d.])")
-_CHANNEL_SEQ = re.compile(r"([A-Za-z0-9]+/[^\s,]*?-)([0-9a-f]{8})(?=;[12]|<ZOMBIE>|\s|,|$)", re.M)
+_CHANNEL_SEQ = re.compile(r'([A-Za-z0-9]+/[^\s,"]*?-)([0-9a-f]{8})(?=;[12]|<ZOMBIE>|\s|,|"|$)', re.M)
 
 
 @dataclass
