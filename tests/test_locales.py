@@ -12,7 +12,8 @@ from callcause.mapping.locales import FIELDS, SUPPORTED, Locales, resolve_langua
 from callcause.mapping.tables import builtin_tables
 
 LOCALES = Path(__file__).parents[1] / "mapping" / "locales"
-NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w])")
+# ASCII word boundaries: a Cyrillic or CJK letter right beside a number must not hide it.
+NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)*(?![A-Za-z0-9_])")
 CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 CJK = re.compile(r"[\u4E00-\u9FFF]")
 
