@@ -31,12 +31,14 @@ log = logging.getLogger("callcause.connectors.ami")
 # text, which starts `Event: <Name>\r\n`; `^` anchors the name and `[[:space:]]` ends it,
 # so `Hangup` does not also admit HangupRequest/HangupHandlerRun. examples/asterisk has the
 # same lines for manager.conf `eventfilter`.
+# VarSet and Cdr are left out: the examples' hangup handlers publish the same facts in a
+# UserEvent and DialEnd carries DIALSTATUS, so they would only cost parsing time. Without a
+# filter (or with eventfilter lines that admit them) they are still read.
 FILTERS = (
     "^Event: (Newchannel|DialBegin|DialEnd|Dial|HangupRequest|SoftHangupRequest|Hangup"
-    "|UserEvent|Cdr|FullyBooted|Shutdown)[[:space:]]",
+    "|UserEvent|Shutdown)[[:space:]]",
     "^Event: Newstate[[:space:]].*ChannelState: 6[[:space:]]",
     "^Event: CEL[[:space:]].*EventName: HANGUP[[:space:]]",
-    "^Event: VarSet[[:space:]].*Variable: (" + "|".join(sorted(VARIABLES)) + ")[[:space:]]",
 )
 
 

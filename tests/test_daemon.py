@@ -13,6 +13,7 @@ from ami_support import SECRET, fixture, wait_until
 
 from callcause import cli, metrics
 from callcause.config import load_config
+from callcause.connectors.ami import FILTERS
 from callcause.connectors.simulator.ami import AmiSimulator, IdSource, Scenario
 from callcause.daemon import Daemon
 
@@ -121,7 +122,7 @@ async def test_callcause_run_exits_0_on_sigterm_after_writing_records(tmp_path) 
             env={**os.environ, "TEST_AMI_SECRET": SECRET})
         try:
             await sim.wait_logins(1, timeout=20)
-            await wait_until(lambda: len(sim.active()) == 1 and len(sim.active()[0].filter_texts) == 4, 10)
+            await wait_until(lambda: len(sim.active()) == 1 and len(sim.active()[0].filter_texts) == len(FILTERS), 10)
             await sim.send_events(CALL)
             await wait_until(lambda: len(records(tmp_path)) == 1, 10)
             proc.send_signal(signal.SIGTERM)
