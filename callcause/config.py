@@ -404,6 +404,13 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     cfg.outbox = top.str("outbox", None)
     metrics = top.section("metrics")
     cfg.metrics = MetricsConfig(listen=metrics.str("listen", None))
+    if cfg.metrics.listen is not None:
+        from callcause.health import parse_listen
+
+        try:
+            parse_listen(cfg.metrics.listen)
+        except ConfigError as exc:
+            raise metrics.error("listen", exc.message, fix=exc.fix) from None
     metrics.finish()
     log = top.section("logging")
     cfg.logging = LoggingConfig(
