@@ -35,10 +35,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     dead       INTEGER NOT NULL DEFAULT 0,  -- 1: dead letter, waits for `callcause outbox retry`
     batch      TEXT                         -- webhook-id of the batch this row was sent in
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (endpoint, dead, next_at);
+-- each index serves one query of the dispatcher without reading the records themselves
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (endpoint, dead, next_at, batch);
+CREATE INDEX IF NOT EXISTS outbox_unformed ON outbox (endpoint, seq) WHERE dead = 0 AND batch IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (endpoint, batch) WHERE batch IS NOT NULL;
--- a record waits at most once per endpoint: a replayed record joins the one already waiting
-CREATE UNIQUE INDEX IF NOT EXISTS outbox_pending_once ON outbox (endpoint, record_id) WHERE dead = 0;
 """
 
 
@@ -81,6 +81,7 @@ class Change:
     become dead letters."""
 
     seqs: Sequence[int]
+    msg_id: str = ""              # the webhook-id the rows were sent under
     delivered: bool = False
     attempts: int = 0
     next_at: float = 0.0
@@ -88,26 +89,38 @@ class Change:
     dead: bool = False
 
 
-class Outbox:
-    """One SQLite outbox file. Not thread-safe: each user keeps it on one thread.
+SYNC_MODES = ("interval", "every_record")
 
-    Accepting uses `synchronous=FULL` (a committed record survives a power cut); bookkeeping of
-    deliveries uses a second connection with `synchronous=NORMAL`, since losing it only means
-    a record is sent again, which at-least-once delivery allows.
+
+class Outbox:
+    """One SQLite outbox file, with two connections: one accepts records, one keeps the books of
+    deliveries (deleting, rescheduling). Each connection stays on one thread.
+
+    `sync="every_record"`: each accepted record is fsynced before `add` returns (survives a power
+    cut; costs an fsync per record). `sync="interval"`: `add` commits without fsync, which survives
+    a crash or `kill -9` of the daemon, and `sync_wal()` fsyncs the log a few times a second, so a
+    power cut loses at most that interval. Bookkeeping never fsyncs: losing it only means a record
+    is sent again, which at-least-once delivery allows.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], sync: str = "every_record") -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}")
         self.path = str(path)
+        self.sync = sync
         self._accept: sqlite3.Connection | None = None
         self._book: sqlite3.Connection | None = None
+        self._aux: sqlite3.Connection | None = None
 
     # --- opening -------------------------------------------------------------------------
 
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
+    def _connect(self, synchronous: str, autocheckpoint: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
+        if not autocheckpoint:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     def open(self) -> Outbox:
@@ -118,7 +131,11 @@ class Outbox:
                               "create it and make it writable by the daemon's user, "
                               "or set `outbox:` elsewhere") from None
         try:
-            self._accept = self._connect("FULL")
+            # every_record: SQLite checkpoints (copies the log into the database, with fsyncs)
+            # after commits, on the outbox thread. interval: the commits run on the event loop,
+            # so checkpoints are left to sync_wal() on the outbox thread.
+            interval = self.sync == "interval"
+            self._accept = self._connect("NORMAL" if interval else "FULL", autocheckpoint=not interval)
             mode = self._accept.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
@@ -127,18 +144,39 @@ class Outbox:
             # a write probe: a read-only file opens fine and fails only on the first record
             self._accept.execute("BEGIN IMMEDIATE")
             self._accept.execute("ROLLBACK")
-            self._book = self._connect("NORMAL")
+            self._book = self._connect("NORMAL", autocheckpoint=not interval)
+            self._aux = self._connect("NORMAL")      # checkpoints and counting, on the sink's thread
         except sqlite3.Error as exc:
             self.close()
             raise OutboxError(explain_sqlite_error(self.path, exc)) from None
         return self
 
+    def sync_wal(self, checkpoint: bool = False) -> None:
+        """Make every record accepted so far survive a power cut (`sync="interval"`)."""
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+        finally:
+            os.close(fd)
+        if checkpoint and self._aux is not None:
+            try:
+                self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+
     def close(self) -> None:
-        for conn in (self._book, self._accept):
+        for conn in (self._aux, self._book, self._accept):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
-        self._accept = self._book = None
+        self._accept = self._book = self._aux = None
 
     @property
     def accept_conn(self) -> sqlite3.Connection:
@@ -155,17 +193,17 @@ class Outbox:
     # --- accepting -----------------------------------------------------------------------
 
     def add(self, endpoint: str, record_id: str, event_time: str, data: bytes,
-            now: float, next_at: float) -> bool:
-        """Commit one record for one endpoint; False when the same record is already waiting."""
+            now: float, next_at: float) -> None:
+        """Commit one record for one endpoint. A record written twice is sent twice: receivers
+        deduplicate by its id, as at-least-once delivery requires anyway."""
         conn = self.accept_conn
         try:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
+            conn.execute(
+                "INSERT INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
                 " next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (endpoint, record_id, event_time, data, now, now, next_at))
         except sqlite3.Error as exc:
             raise OutboxError(explain_sqlite_error(self.path, exc)) from None
-        return cur.rowcount == 1
 
     # --- delivering ----------------------------------------------------------------------
 
@@ -191,13 +229,24 @@ class Outbox:
             (endpoint, limit))
         return [(_row(r), r[8]) for r in cur.fetchall()]
 
-    def unbatched(self, endpoint: str, limit: int) -> list[tuple[Row, float]]:
-        """Rows not yet assigned to a batch, oldest first, with their `next_at`."""
-        cur = self.book_conn.execute(
-            "SELECT seq, record_id, event_time, data, accepted, epoch, attempts, batch, next_at"
-            " FROM outbox WHERE endpoint = ? AND dead = 0 AND batch IS NULL ORDER BY seq LIMIT ?",
-            (endpoint, limit))
-        return [(_row(r), r[8]) for r in cur.fetchall()]
+    def unformed(self, endpoint: str, limit: int) -> list[tuple[int, float, str]]:
+        """(seq, next_at, record_id) of rows not yet in a batch, oldest first."""
+        return self.book_conn.execute(
+            "SELECT seq, next_at, record_id FROM outbox WHERE endpoint = ? AND dead = 0 AND batch IS NULL"
+            " ORDER BY seq LIMIT ?", (endpoint, limit)).fetchall()
+
+    def due_batches(self, endpoint: str, now: float, limit: int) -> list[str]:
+        """Batches formed earlier whose retry is due, soonest first."""
+        rows = self.book_conn.execute(
+            "SELECT batch, MIN(next_at) AS at FROM outbox WHERE endpoint = ? AND dead = 0"
+            " AND next_at <= ? AND batch IS NOT NULL GROUP BY batch ORDER BY at LIMIT ?",
+            (endpoint, now, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def next_batch_retry(self, endpoint: str, now: float) -> float | None:
+        return self.book_conn.execute(
+            "SELECT MIN(next_at) FROM outbox WHERE endpoint = ? AND dead = 0 AND next_at > ?"
+            " AND batch IS NOT NULL", (endpoint, now)).fetchone()[0]
 
     def batch_rows(self, endpoint: str, batch: str) -> list[Row]:
         cur = self.book_conn.execute(
@@ -206,20 +255,29 @@ class Outbox:
             (endpoint, batch))
         return [_row(r) for r in cur.fetchall()]
 
-    def assign_batch(self, seqs: Sequence[int], batch: str, next_at: float) -> None:
+    def form_batch(self, endpoint: str, seqs: Sequence[int], batch: str, next_at: float) -> list[Row]:
         """Persist a batch's members, so its retries carry the same webhook-id and records."""
         conn = self.book_conn
         marks = ",".join("?" * len(seqs))
         with _transaction(conn):
             conn.execute(f"UPDATE outbox SET batch = ?, next_at = ? WHERE seq IN ({marks})",
                          (batch, next_at, *seqs))
+        return self.batch_rows(endpoint, batch)
 
     def stats(self, endpoint: str) -> tuple[int, float | None]:
-        """(rows waiting, `accepted` time of the oldest) for one endpoint; dead letters excluded."""
-        count, oldest = self.book_conn.execute(
-            "SELECT COUNT(*), MIN(accepted) FROM outbox WHERE endpoint = ? AND dead = 0",
+        """(rows waiting, `accepted` time of the oldest) for one endpoint; dead letters excluded.
+        Counting reads the whole index: the sink calls it on its own thread, now and then."""
+        conn = self._aux or self.book_conn
+        count = conn.execute("SELECT COUNT(*) FROM outbox WHERE endpoint = ? AND dead = 0",
+                             (endpoint,)).fetchone()[0]
+        return int(count), self.oldest(endpoint, conn)
+
+    def oldest(self, endpoint: str, conn: sqlite3.Connection | None = None) -> float | None:
+        """Walks the table from its oldest row (no index: one less to update per record)."""
+        row = (conn or self._aux or self.book_conn).execute(
+            "SELECT accepted FROM outbox WHERE endpoint = ? AND dead = 0 ORDER BY seq LIMIT 1",
             (endpoint,)).fetchone()
-        return int(count), oldest
+        return row[0] if row else None
 
     # --- inspecting, replaying, cleaning (the CLI) ----------------------------------------
 
@@ -241,15 +299,9 @@ class Outbox:
         where, args = _filters(dead_only=True, endpoint=endpoint, record_id=record_id)
         conn = self.accept_conn
         with _transaction(conn):
-            n = conn.execute(
-                "UPDATE OR IGNORE outbox SET dead = 0, attempts = 0, next_at = ?, epoch = ?,"
+            return conn.execute(
+                "UPDATE outbox SET dead = 0, attempts = 0, next_at = ?, epoch = ?,"
                 f" last_error = NULL {where}", (now, now, *args)).rowcount
-            # a dead letter whose record is waiting again already (replayed meanwhile) is redundant
-            conn.execute(
-                f"DELETE FROM outbox {where} AND EXISTS (SELECT 1 FROM outbox AS o"
-                " WHERE o.endpoint = outbox.endpoint AND o.record_id = outbox.record_id AND o.dead = 0)",
-                args)
-        return n
 
     def purge(self, *, dead_only: bool, endpoint: str | None, record_id: str | None) -> int:
         where, args = _filters(dead_only=dead_only, endpoint=endpoint, record_id=record_id)

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from webhook_helpers import Received, Receiver
 
@@ -16,10 +17,10 @@ from callcause.connectors.outbox import Outbox
 HELPER = Path(__file__).resolve().parent / "webhook_helpers.py"
 
 
-async def spawn(url: str, outbox: Path, count: int) -> asyncio.subprocess.Process:
+async def spawn(url: str, outbox: Path, count: int, sync: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, str(HELPER), "child", "--url", url, "--outbox", str(outbox), "--count", str(count),
-        stdout=asyncio.subprocess.PIPE)
+        "--sync", sync, stdout=asyncio.subprocess.PIPE)
 
 
 async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
@@ -28,7 +29,8 @@ async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
         into.append(line.decode().strip())
 
 
-async def test_sigkill_mid_delivery_then_restart_delivers_everything_accepted(tmp_path):
+@pytest.mark.parametrize("sync", ["interval", "every_record"])
+async def test_sigkill_mid_delivery_then_restart_delivers_everything_accepted(tmp_path, sync):
     receiver = await Receiver().start()
     outbox = tmp_path / "outbox.db"
     answered = 0
@@ -44,7 +46,7 @@ async def test_sigkill_mid_delivery_then_restart_delivers_everything_accepted(tm
 
     receiver.behaviour = answer_some_then_hang
     lines: list[str] = []
-    first = await spawn(receiver.url, outbox, 400)
+    first = await spawn(receiver.url, outbox, 400, sync)
     reader = asyncio.create_task(read_lines(first, lines))
     try:
         await receiver.wait_until(lambda: receiver.active >= 4, timeout=20)   # 4 = concurrency
@@ -69,7 +71,7 @@ async def test_sigkill_mid_delivery_then_restart_delivers_everything_accepted(tm
     receiver.behaviour = lambda got: _ok()
     hold.set()
     lines2: list[str] = []
-    second = await spawn(receiver.url, outbox, 0)
+    second = await spawn(receiver.url, outbox, 0, sync)
     try:
         assert second.stdout is not None
         lines2.append((await asyncio.wait_for(second.stdout.readline(), 20)).decode().strip())

@@ -209,7 +209,7 @@ def free_port() -> int:
 # --- the child process of the kill tests ---------------------------------------------------
 
 async def _child(args: argparse.Namespace) -> int:
-    sink = make_sink(args.url, args.outbox, concurrency=args.concurrency)
+    sink = make_sink(args.url, args.outbox, concurrency=args.concurrency, outbox_sync=args.sync)
     await sink.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -233,6 +233,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--sync", default="interval")
     return asyncio.run(_child(parser.parse_args(argv)))
 
 
