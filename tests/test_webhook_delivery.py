@@ -292,3 +292,30 @@ async def test_filters_language_and_pii_apply_per_endpoint(tmp_path):
     assert data["cause"]["lang"] == "de"
     assert data["call"]["from"] == "+4930****56"
     assert data["call"]["to"] is None
+
+
+async def test_translated_records_are_filtered_and_sent_with_their_category(tmp_path):
+    from callcause.mapping.translator import Translator
+    from callcause.record import CauseRecord, HangupClues
+
+    translator = Translator.default()
+
+    def record(leg: str, sip_code: int) -> CauseRecord:
+        clues = HangupClues(source_name="pbx-eu-1", source_kind="asterisk", leg_id=leg, sip_code=sip_code)
+        return CauseRecord(clues, translator.explain(clues), translator.texts)
+
+    receiver = await Receiver().start()
+    sink = make_sink(receiver.url, tmp_path / "outbox.db", name="translated", only={"categories": ["busy"]})
+    await sink.start()
+    try:
+        busy, missing = record("1.1", 486), record("1.2", 404)
+        await sink.write(missing)
+        await sink.write(busy)
+        await receiver.wait_until(lambda: busy.id in receiver.delivered)
+    finally:
+        await sink.close()
+        await receiver.stop()
+    assert [q.webhook_id for q in receiver.requests] == [busy.id]
+    cause = receiver.requests[0].payload["data"]["cause"]
+    assert cause["category"] == "busy" and cause["summary"]
+    assert receiver.requests[0].payload["data"]["sip"]["code"] == 486
