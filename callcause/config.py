@@ -397,10 +397,19 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     cfg.overrides = mapping.str("overrides", None)
     cfg.record_internal_legs = mapping.bool("record_internal_legs", False)
     mapping.finish()
+    sink_names: dict[str, int | None] = {}
     for sec in top.sections("sinks"):
         kind = sec.str("kind", choices=tuple(SINK_KINDS))
-        cfg.sinks.append(_resolve(SINK_KINDS[kind])(sec))
+        parsed = _resolve(SINK_KINDS[kind])(sec)
         sec.finish()
+        # a webhook's name keys its queue in the outbox: two sinks must never share one
+        name = getattr(parsed, "name", None)
+        if name is not None and name in sink_names:
+            raise sec.error("name" if sec.has("name") else "kind",
+                            f"sink name {name!r} is used twice (also at line {sink_names[name]})",
+                            fix="give each sink its own `name:`")
+        sink_names[name] = sec.line
+        cfg.sinks.append(parsed)
     cfg.outbox = top.str("outbox", None)
     metrics = top.section("metrics")
     cfg.metrics = MetricsConfig(listen=metrics.str("listen", None))

@@ -89,6 +89,9 @@ BROKEN = [
     ("log stdout choice", "sinks:\n  - kind: log\n    stdout: yes please\n", 3, "text"),
     ("unknown sink key", "sinks:\n  - kind: log\n    pth: /x\n", 3, "pth"),
     ("bad sink language", "sinks:\n  - kind: log\n    language: klingon\n", 3, "klingon"),
+    ("duplicate sink name", "outbox: /tmp/o.sqlite3\nsinks:\n  - kind: webhook\n    url: https://h.example/a\n"
+     "    secrets: [whsec_QUJDREVGR0hJSktMTU5PUA==]\n  - kind: webhook\n    url: https://h.example/b\n"
+     "    secrets: [whsec_QUJDREVGR0hJSktMTU5PUA==]\n", 6, "twice"),
     ("metrics listen", "metrics: {listen: 9464}\n", 1, "listen"),
     ("logging level", "logging: {level: LOUD}\n", 1, "LOUD"),
     ("mapping unknown key", "mapping: {overides: /x}\n", 1, "overides"),
