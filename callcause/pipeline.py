@@ -1,9 +1,11 @@
 """Sources -> translate -> record -> sinks, on one asyncio loop.
 
 A source calls `emit(clues)` (plain function, safe from protocol callbacks); the pipeline
-translates on its own task and hands each record to every sink in turn. A sink that fails
-is retried with backoff on the same record, so nothing accepted is dropped: the queue in
-front grows instead, and sources may `await pipeline.writable()` to slow their reading.
+translates on its own task and hands the records to every sink in turn. Whatever queued up
+while the sinks were busy goes to them as one group (`write_many`, where a sink has it), so
+a burst costs one outbox commit instead of one per record. A sink that fails is retried with
+backoff on the same records, so nothing accepted is dropped: the queue in front grows
+instead, and sources may `await pipeline.writable()` to slow their reading.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Sink(Protocol):
 
     async def write(self, record: CauseRecord) -> None: ...
 
+    # optional: `async def write_many(self, records)` accepting a group at once, all or none
+
     async def close(self) -> None: ...
 
 
@@ -57,6 +61,7 @@ class Explainer(Protocol):
 
 class Pipeline:
     HIGH_WATER = 50_000
+    GROUP = 500            # records handed to a sink at once, at most
 
     def __init__(self, translator: Explainer, sinks: Sequence[Sink]) -> None:
         self.translator = translator
@@ -80,55 +85,77 @@ class Pipeline:
         translator = self.translator   # read once: a SIGHUP reload may swap it
         return CauseRecord(clues, translator.explain(clues), translator.texts)
 
-    async def _deliver(self, sink: Sink, record: CauseRecord) -> None:
+    async def _deliver(self, sink: Sink, records: Sequence[CauseRecord]) -> None:
+        write_many = getattr(sink, "write_many", None)
+        pending = list(records)
         delay = 0.1
-        while True:
+        while pending:
             try:
-                await sink.write(record)
-                metrics.SINK_WRITES.labels(sink=sink.name, result="ok").inc()
-                return
+                if write_many is not None:
+                    await write_many(pending)      # all or none: a retry duplicates nothing
+                    written, pending = len(pending), []
+                else:
+                    await sink.write(pending[0])   # a retry resumes after what was written
+                    written = 1
+                    pending.pop(0)
+                metrics.SINK_WRITES.labels(sink=sink.name, result="ok").inc(written)
+                delay = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a sink's failure must not lose the record
                 metrics.SINK_WRITES.labels(sink=sink.name, result="error").inc()
-                log.error("sink %s: cannot write record %s: %s; retrying in %.1f s",
-                          sink.name, record.id, exc, delay)
+                more = f" and {len(pending) - 1} more" if len(pending) > 1 else ""
+                log.error("sink %s: cannot write record %s%s: %s; retrying in %.1f s",
+                          sink.name, pending[0].id, more, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
     async def process(self, clues: HangupClues) -> CauseRecord:
-        record = self.build(clues)
+        return (await self.process_many([clues]))[0]
+
+    async def process_many(self, batch: Sequence[HangupClues]) -> list[CauseRecord]:
+        records = [self.build(clues) for clues in batch]
         for sink in self.sinks:
-            await self._deliver(sink, record)
-        src = clues.source_name
-        metrics.RECORDS.labels(source=src, category=record.category).inc()
-        sip = record.explanation.sip
-        metrics.RECORDS_SIP_CLASS.labels(source=src, sip_class=sip["class"] if sip else "none").inc()
-        q850 = record.explanation.q850
-        metrics.RECORDS_Q850.labels(source=src, q850_cause=str(q850["cause"]) if q850 else "none").inc()
-        metrics.EVENT_TO_RECORD.observe(max(0.0, time.monotonic() - clues.received_at))
-        self.records += 1
-        if self.on_record is not None:
-            self.on_record(record)
-        return record
+            await self._deliver(sink, records)
+        now = time.monotonic()
+        for record in records:
+            src = record.clues.source_name
+            metrics.RECORDS.labels(source=src, category=record.category).inc()
+            sip = record.explanation.sip
+            metrics.RECORDS_SIP_CLASS.labels(source=src, sip_class=sip["class"] if sip else "none").inc()
+            q850 = record.explanation.q850
+            metrics.RECORDS_Q850.labels(source=src, q850_cause=str(q850["cause"]) if q850 else "none").inc()
+            metrics.EVENT_TO_RECORD.observe(max(0.0, now - record.clues.received_at))
+            self.records += 1
+            if self.on_record is not None:
+                self.on_record(record)
+        return records
+
+    def _take(self, first: HangupClues) -> list[HangupClues]:
+        batch = [first]
+        while len(batch) < self.GROUP and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
 
     async def run(self) -> None:
         """Consume clues until cancelled."""
         while True:
-            clues = await self.queue.get()
+            batch = self._take(await self.queue.get())
             try:
-                await self.process(clues)
+                await self.process_many(batch)
             finally:
-                self.queue.task_done()
+                for _ in batch:
+                    self.queue.task_done()
                 if self.queue.qsize() < self.HIGH_WATER // 2:
                     self._below_high_water.set()
 
     async def drain(self) -> None:
         """Process what is queued (used on SIGTERM after the sources stopped)."""
         while not self.queue.empty():
-            clues = self.queue.get_nowait()
-            await self.process(clues)
-            self.queue.task_done()
+            batch = self._take(self.queue.get_nowait())
+            await self.process_many(batch)
+            for _ in batch:
+                self.queue.task_done()
 
     async def start_sinks(self) -> None:
         for sink in self.sinks:

@@ -196,12 +196,19 @@ class Outbox:
             now: float, next_at: float) -> None:
         """Commit one record for one endpoint. A record written twice is sent twice: receivers
         deduplicate by its id, as at-least-once delivery requires anyway."""
+        self.add_many(endpoint, [(record_id, event_time, data)], now, next_at)
+
+    def add_many(self, endpoint: str, rows: Sequence[tuple[str, str, bytes]], now: float,
+                 next_at: float) -> None:
+        """Commit several `(record_id, event_time, data)` rows in one transaction: all or none,
+        so a retried group never duplicates part of itself, and one commit serves them all."""
         conn = self.accept_conn
         try:
-            conn.execute(
-                "INSERT INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
-                " next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (endpoint, record_id, event_time, data, now, now, next_at))
+            with _transaction(conn):
+                conn.executemany(
+                    "INSERT INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
+                    " next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(endpoint, rid, etime, data, now, now, next_at) for rid, etime, data in rows])
         except sqlite3.Error as exc:
             raise OutboxError(explain_sqlite_error(self.path, exc)) from None
 

@@ -424,24 +424,34 @@ class WebhookSink:
 
     async def write(self, record: CauseRecord) -> None:
         """Return once the record is committed to the outbox (or is not for this endpoint)."""
-        if not self.cfg.only.wants(record):
+        await self.write_many([record])
+
+    async def write_many(self, records: Sequence[CauseRecord]) -> None:
+        """Commit several records in one outbox transaction (all or none): the pipeline hands
+        over what queued up meanwhile, so one commit serves a burst instead of one each."""
+        wanted = [r for r in records if self.cfg.only.wants(r)]
+        if not wanted:
             return
         if self._outbox is None:
             raise OutboxError(f"webhook {self.name}: the sink is not started")
-        doc = self.cfg.pii.apply(record.document(self.lang))
-        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        rows = []
+        for record in wanted:
+            doc = self.cfg.pii.apply(record.document(self.lang))
+            rows.append((record.id, doc["time"],
+                         json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()))
         now = time.time()
         next_at = now + self.cfg.batch.max_wait_s if self.cfg.batch else now
         try:
-            await self._db(self._outbox.add, self.name, record.id, doc["time"], data, now, next_at)
+            await self._db(self._outbox.add_many, self.name, rows, now, next_at)
             self._dirty.set()
-            self._depth += 1
+            self._depth += len(rows)
         except OutboxError as exc:
-            self._problems.report("outbox_write", f"record {record.id} not accepted: {exc}",
+            ids = wanted[0].id if len(wanted) == 1 else f"{wanted[0].id} and {len(wanted) - 1} more"
+            self._problems.report("outbox_write", f"record {ids} not accepted: {exc}",
                                   "the pipeline retries it; nothing is dropped", level=logging.ERROR,
                                   count=False)
             raise
-        self._since_pick += 1
+        self._since_pick += len(rows)
         if self.cfg.outbox_sync == "interval":
             # the commit did not suspend: yield once, or a caller with a backlog of records
             # would starve every other task (socket readers, deliveries) until it is through
