@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overrides", default=None, help="overrides to compare against (with --diff)")
     p.add_argument("--diff", action="store_true", help="print the legs whose explanation changes")
     p.add_argument("--json", action="store_true", help="print records as JSON Lines")
+    p.add_argument("--source", default="replay",
+                   help="source name for the records (use the live source's name to get the same record ids)")
 
     p = sub.add_parser("outbox", help="list, retry or purge webhook deliveries in the outbox")
     p.add_argument("action", choices=("list", "retry", "purge"))

@@ -1,0 +1,74 @@
+"""`callcause replay`: captures through the same correlation and translation as live traffic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from callcause.cli import main
+
+FIX = Path(__file__).parent / "fixtures"
+AMI_BUSY = FIX / "ami" / "asterisk-sip486-busy.txt"
+AMI_404 = FIX / "ami" / "asterisk-sip404-notfound.txt"
+ESL_603 = FIX / "esl" / "freeswitch-sip603-decline.txt"
+ESL_CANCEL = FIX / "esl" / "003-channel-hangup-originator-cancel.txt"
+
+
+def replay_json(capsys, *args) -> list[dict]:
+    assert main(["replay", "--json", *map(str, args)]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def test_replay_ami_and_esl_with_format_detection(capsys):
+    docs = replay_json(capsys, AMI_BUSY, ESL_603, ESL_CANCEL)
+    by_kind = {(d["source"]["kind"], d["cause"]["category"]) for d in docs}
+    assert ("asterisk", "busy") in by_kind
+    assert ("freeswitch", "rejected") in by_kind
+    assert ("freeswitch", "cancelled") in by_kind
+    busy = next(d for d in docs if d["cause"]["category"] == "busy")
+    assert busy["sip"]["code"] == 486 and busy["q850"]["cause"] == 17 and busy["pbx"]["dial_status"] == "BUSY"
+    cancel = next(d for d in docs if d["cause"]["category"] == "cancelled")
+    assert cancel["collapsed"] is True and cancel["cause"]["hangup_source"] == "caller"
+
+
+def test_replay_ids_follow_the_source_name(capsys):
+    a = replay_json(capsys, "--source", "pbx-eu-1", AMI_BUSY)
+    b = replay_json(capsys, "--source", "pbx-eu-1", AMI_BUSY)
+    c = replay_json(capsys, "--source", "pbx-us-1", AMI_BUSY)
+    assert [d["id"] for d in a] == [d["id"] for d in b]
+    assert {d["id"] for d in a}.isdisjoint(d["id"] for d in c)
+
+
+def test_replay_text_in_another_language(capsys):
+    assert main(["replay", "--lang", "de", str(ESL_603)]) == 0
+    out = capsys.readouterr().out
+    assert "rejected" in out and "abgewiesen" in out
+
+
+def test_replay_into_configured_sinks(tmp_path, capsys):
+    records = tmp_path / "records.jsonl"
+    cfg = tmp_path / "callcause.yaml"
+    cfg.write_text(f"language: ru\nsinks:\n  - kind: log\n    path: {records}\n    stdout: off\n")
+    assert main(["replay", "-c", str(cfg), str(AMI_404), str(ESL_603)]) == 0
+    docs = [json.loads(line) for line in records.read_text().splitlines()]
+    assert {d["cause"]["category"] for d in docs} >= {"not_found", "rejected"}
+    assert all(d["cause"]["lang"] == "ru" for d in docs)
+
+
+def test_diff_shows_legs_an_override_changes(tmp_path, capsys):
+    new = tmp_path / "new.yaml"
+    new.write_text("overrides:\n  - name: busy-is-billing\n    match: {sip: 486}\n    set: {category: billing}\n")
+    assert main(["replay", "--overrides", str(new), "--diff", str(AMI_BUSY), str(ESL_603)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("1 of ") and out[-1].endswith("legs change")
+    assert "busy (builtin:sip/486) -> billing (override:busy-is-billing)" in out[0]
+
+
+def test_unknown_format_and_missing_file(tmp_path, capsys):
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello\nworld\n")
+    assert main(["replay", str(junk)]) == 2
+    assert "neither AMI" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "nope.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["replay", "--diff", str(AMI_BUSY)]) == 2
