@@ -34,6 +34,7 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _FRAME_START = re.compile(rb"Content-(?:Length: \d|Type: )")
 
 Report = Callable[[str, str], None]   # (problem kind, what happened)
+_MISSING: Any = object()
 
 
 class EslTimeout(Exception):
@@ -63,19 +64,30 @@ class DecodedHeaders(Mapping[str, str]):
         self.encoded = encoded
         self.problems: set[str] = set()
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # the hot path: most values carry no escape at all and are returned as they are
+        value = self._raw.get(key)
+        if value is None:
+            return default
+        if not self.encoded or "%" not in value:
+            return value
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._decode(value)
+        return cached
+
+    def _decode(self, value: str) -> str:
+        if _BAD_PERCENT.search(value):
+            self.problems.add("bad_percent_encoding")
+        value = unquote(value, errors="replace")
+        if "\ufffd" in value:
+            self.problems.add("invalid_utf8")
+        return value
+
     def __getitem__(self, key: str) -> str:
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        value = self._raw[key]
-        if self.encoded and "%" in value:
-            if _BAD_PERCENT.search(value):
-                self.problems.add("bad_percent_encoding")
-            value = unquote(value, errors="replace")
-            if "\ufffd" in value:
-                self.problems.add("invalid_utf8")
-        self._cache[key] = value
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
         return value
 
     def raw(self, key: str) -> str | None:
