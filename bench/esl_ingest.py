@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import tempfile
 import threading
@@ -93,8 +94,10 @@ def bare_greenswitch(port: int, count: int) -> float:
     return result["rate"]
 
 
-async def callcause_end_to_end(port: int, count: int, out: Path, pipeline_on: bool) -> tuple[float, float]:
-    """(records or events)/s and the longest loop stall, for the source with or without the pipeline."""
+async def callcause_end_to_end(port: int, count: int, out: Path,
+                               pipeline_on: bool) -> tuple[float, float, float]:
+    """(records or events)/s, the longest loop stall and the longest garbage-collector pause,
+    for the source with or without the pipeline."""
     from callcause.config import Secret
     from callcause.connectors.esl import EslConfig, EslSource
     from callcause.connectors.log import LogConfig, LogSink
@@ -134,6 +137,15 @@ async def callcause_end_to_end(port: int, count: int, out: Path, pipeline_on: bo
             await asyncio.sleep(0.001)
             stall[0] = max(stall[0], time.perf_counter() - t - 0.001)
 
+    gc_pause, gc_started = [0.0], [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pause[0] = max(gc_pause[0], time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     task = asyncio.create_task(source.run(emit))
     await source.connected_event.wait()
     started = time.perf_counter()
@@ -141,13 +153,14 @@ async def callcause_end_to_end(port: int, count: int, out: Path, pipeline_on: bo
     await asyncio.wait_for(finished.wait(), 300)
     elapsed = time.perf_counter() - started
     await tick
+    gc.callbacks.remove(on_gc)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     if pipeline is not None:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
         await pipeline.close_sinks()
-    return counted[0] / elapsed, stall[0]
+    return counted[0] / elapsed, stall[0], gc_pause[0]
 
 
 def main() -> None:
@@ -165,9 +178,9 @@ def main() -> None:
         a = bare_greenswitch(port, args.events)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "records.jsonl"
-            b, stall_b = asyncio.run(callcause_end_to_end(port, args.events, out, True))
+            b, stall_b, _ = asyncio.run(callcause_end_to_end(port, args.events, out, True))
             lines = sum(1 for _ in out.open())
-        c, stall_c = asyncio.run(callcause_end_to_end(port, args.events, out, False))
+        c, stall_c, gc_c = asyncio.run(callcause_end_to_end(port, args.events, out, False))
     finally:
         parent.send("stop")
         proc.join(10)
@@ -177,6 +190,8 @@ def main() -> None:
     print(f"(c) callcause source only (no pipeline) : {c:10,.0f} events/s  ratio c/a = {c / a:.2f}")
     print(f"longest asyncio loop stall: {stall_c * 1000:.1f} ms with the ESL thread alone (goal <= 20 ms); "
           f"{stall_b * 1000:.1f} ms end to end (includes the pipeline's own work on the loop)")
+    print(f"longest garbage-collector pause during (c): {gc_c * 1000:.1f} ms (a full collection holds the GIL "
+          "and so stops the loop too)")
 
 
 if __name__ == "__main__":
