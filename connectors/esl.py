@@ -666,6 +666,8 @@ class EslSource:
 
     async def _one_session(self, loop: asyncio.AbstractEventLoop) -> SessionResult:
         def up(version: str | None) -> None:
+            # set here, in the ESL thread, before its first event is converted
+            self.version = version or self.version
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._set_up, True, version)
 
