@@ -117,9 +117,11 @@ async def callcause_end_to_end(calls: int, *, use_filter: bool, rate: float | No
     rss: list[tuple[int, float]] = []
 
     def on_record(record) -> None:
-        latencies.append(time.monotonic() - record.clues.received_at)
-        if rss_every and pipeline.records % rss_every == 0:
-            rss.append((pipeline.records, rss_mb()))
+        if rss_every:          # the RSS run keeps no per-record list of its own
+            if pipeline.records % rss_every == 0:
+                rss.append((pipeline.records, rss_mb()))
+        else:
+            latencies.append(time.monotonic() - record.clues.received_at)
 
     pipeline.on_record = on_record
     cfg = AmiConfig(name="bench", host="127.0.0.1", port=server.port, username="callcause",
@@ -137,6 +139,10 @@ async def callcause_end_to_end(calls: int, *, use_filter: bool, rate: float | No
         await asyncio.sleep(0.005)
     t1 = time.perf_counter()
     events = source.protocol.events_seen - start_events
+    state = source.correlator
+    if rss_every:
+        print(f"    state left after the run: {len(state.legs)} legs, {len(state.calls)} calls, "
+              f"{len(state.by_channel)} channel names, {len(state.finished)} finished ids (capped)")
     runner.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runner

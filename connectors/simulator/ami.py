@@ -429,6 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = asyncio.Event()
 
         async def stream(session: Session) -> None:
+            with contextlib.suppress(ConnectionError):
+                await _stream(session)
+
+        async def _stream(session: Session) -> None:
             ids = IdSource()
             cache: dict[tuple[int, int], bool] = {}
             t0 = time.monotonic()
