@@ -101,6 +101,7 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
     from callcause.config import Secret
     from callcause.connectors.esl import EslConfig, EslSource
     from callcause.connectors.log import LogConfig, LogSink
+    from callcause.daemon import freeze_long_lived
     from callcause.mapping.translator import Translator
     from callcause.pipeline import Pipeline
 
@@ -148,6 +149,7 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
     gc.callbacks.append(on_gc)
     task = asyncio.create_task(source.run(emit))
     await source.connected_event.wait()
+    freeze_long_lived()   # as `callcause run` does once it has started
     started = time.perf_counter()
     tick = asyncio.create_task(ticker())
     await asyncio.wait_for(finished.wait(), 300)

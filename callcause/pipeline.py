@@ -61,7 +61,7 @@ class Explainer(Protocol):
 
 class Pipeline:
     HIGH_WATER = 50_000
-    GROUP = 500            # records handed to a sink at once, at most
+    GROUP = 256            # records handed to a sink at once, at most
 
     def __init__(self, translator: Explainer, sinks: Sequence[Sink]) -> None:
         self.translator = translator
@@ -148,6 +148,9 @@ class Pipeline:
                     self.queue.task_done()
                 if self.queue.qsize() < self.HIGH_WATER // 2:
                     self._below_high_water.set()
+            # A sink that never suspends (a log file) would otherwise keep the loop to itself
+            # for as long as records keep coming, stalling the socket readers.
+            await asyncio.sleep(0)
 
     async def drain(self) -> None:
         """Process what is queued (used on SIGTERM after the sources stopped)."""

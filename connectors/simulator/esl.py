@@ -344,6 +344,10 @@ class EslServer:
                     raw = await reader.readuntil(b"\n\n")
                 except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
                     break
+                except asyncio.CancelledError:
+                    # stop() cancels the handlers; on Python 3.11 a handler that ends cancelled
+                    # makes asyncio's stream callback log a spurious traceback, so end normally
+                    break
                 command = raw.decode("utf-8", errors="replace").strip()
                 if not command:
                     continue
