@@ -24,7 +24,6 @@ import gevent
 from callcause import metrics
 from callcause.config import Secret, Section
 from callcause.connectors.esl_client import EslFrame, EslSession, SessionResult, SessionSettings
-from callcause.errors import NotationError
 from callcause.mapping.notation import parse_reason_header
 from callcause.mapping.tables import builtin_tables
 from callcause.problems import ProblemLog
@@ -50,7 +49,7 @@ class EslConfig:
     filters: tuple[str, ...] = ()          # extra ESL `filter` lines, e.g. "Caller-Context default"
     timeout: float = 5.0                   # connect and command timeout, seconds
     heartbeat_timeout: float = 30.0        # silence before probing with `api status`
-    reconnect_initial: float = 0.5
+    reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     handoff_size: int = 1000               # events in flight between the ESL thread and the loop
     backlog: int = 10_000                  # events read but not yet converted
@@ -86,8 +85,11 @@ def parse_config(sec: Section) -> EslConfig:
     cfg.filters = tuple(filters)
     cfg.timeout = sec.float("timeout", 5.0, min=0.1)
     cfg.heartbeat_timeout = sec.float("heartbeat_timeout", 30.0, min=0.1)
-    cfg.reconnect_initial = sec.float("reconnect_initial", 0.5, min=0.01)
+    cfg.reconnect_min = sec.float("reconnect_min", 0.5, min=0.01)
     cfg.reconnect_max = sec.float("reconnect_max", 30.0, min=0.01)
+    if cfg.reconnect_max < cfg.reconnect_min:
+        raise sec.error("reconnect_max", "reconnect_max is smaller than reconnect_min",
+                        fix="make reconnect_max at least reconnect_min")
     cfg.handoff_size = sec.int("handoff_size", 1000, min=1)
     cfg.backlog = sec.int("backlog", 10_000, min=1)
     cfg.max_event_bytes = sec.int("max_event_bytes", 2 * 1024 * 1024, min=4096)
@@ -215,44 +217,10 @@ def sip_code_and_reason(h: Mapping[str, str], disposition: str | None) -> tuple[
     return (status, None) if status else (None, None)
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, buf, quoted, escaped = [], [], False, False
-    for ch in text:
-        if escaped:
-            buf.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            buf.append(ch)
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-            buf.append(ch)
-        elif ch == sep and not quoted:
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    return [p.strip() for p in parts if p.strip()]
-
-
 def parse_reason_values(text: str) -> list[ReasonHeader]:
-    """RFC 3326 Reason values (`Q.850;cause=17;text="USER_BUSY", SIP;cause=200`).
-
-    The notation module's parser reads them; when it refuses the whole header because one
-    value is malformed, the well-formed values are still kept.
-    """
-    try:
-        return list(parse_reason_header(text))
-    except NotationError:
-        pass
-    out: list[ReasonHeader] = []
-    for value in _split_outside_quotes(text, ","):
-        try:
-            out.extend(parse_reason_header(value))
-        except NotationError:
-            continue
-    return out
+    """RFC 3326 Reason values (`Q.850;cause=17;text="USER_BUSY", SIP;cause=200`); a malformed
+    value costs only itself, the well-formed ones are kept."""
+    return parse_reason_header(text, lenient=True)
 
 
 def _cause_number(name: str | None, q850: int | None) -> int | None:
@@ -661,7 +629,7 @@ class EslSource:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, capped."""
-        base = min(self.cfg.reconnect_max, self.cfg.reconnect_initial * (2 ** min(attempt, 30)))
+        base = min(self.cfg.reconnect_max, self.cfg.reconnect_min * (2 ** min(attempt, 30)))
         return base / 2 + random.uniform(0, base / 2)
 
     async def _one_session(self, loop: asyncio.AbstractEventLoop) -> SessionResult:

@@ -94,21 +94,26 @@ def _split_reason_values(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def parse_reason_header(text: str) -> list[ReasonHeader]:
+def parse_reason_header(text: str, *, lenient: bool = False) -> list[ReasonHeader]:
     """All values of a Reason header (`Q.850;cause=16;text="..."`, several comma-separated).
 
-    Raises NotationError when no value has a protocol and a numeric cause.
+    Raises NotationError when a value has no protocol and numeric cause; `lenient` (for
+    values a PBX hands over) skips such values instead and keeps the well-formed ones.
     """
     body = _REASON_PREFIX.sub("", text.strip())
     headers = []
     for value in _split_reason_values(body):
         m = _REASON_VALUE.match(value)
         if not m:
+            if lenient:
+                continue
             raise _fail(f"understood a Reason header, but {value!r} has no protocol;cause=N")
         protocol = m.group(1)
         params = {k.lower(): (v or "").strip() for k, v in _PARAM.findall(m.group(2) or "")}
         cause = params.get("cause", "")
         if not cause.isdigit():
+            if lenient:
+                continue
             raise _fail(f"understood a Reason header ({protocol}), but cause={cause!r} is not a number")
         txt = params.get("text")
         if txt is not None:
@@ -116,7 +121,7 @@ def parse_reason_header(text: str) -> list[ReasonHeader]:
         proto = "Q.850" if protocol.upper() == "Q.850" else protocol.upper() if protocol.upper() == "SIP" \
             else protocol
         headers.append(ReasonHeader(proto, int(cause), txt or None, params.get("location") or None))
-    if not headers:
+    if not headers and not lenient:
         raise _fail("understood a Reason header with no value")
     return headers
 

@@ -85,7 +85,7 @@ class Harness:
 async def start(server: EslServer, *, record_internal_legs: bool = False, **overrides: Any) -> Harness:
     cfg = EslConfig(name=f"fs-test-{next(_names)}", host=server.host, port=server.port,
                     password=Secret(PASSWORD), complete_wait=5.0, internal_leg_wait=0.2,
-                    reconnect_initial=0.05, reconnect_max=0.2, timeout=2.0)
+                    reconnect_min=0.05, reconnect_max=0.2, timeout=2.0)
     cfg = replace(cfg, **overrides)
     source = EslSource(cfg, record_internal_legs=record_internal_legs)
     h = Harness(server, source)

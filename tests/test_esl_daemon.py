@@ -24,7 +24,7 @@ sources:
     host: 127.0.0.1
     port: {port}
     password_file: {secret}
-    reconnect_initial: 0.05
+    reconnect_min: 0.05
 sinks:
   - kind: log
     path: {tmp_path / "records.jsonl"}

@@ -63,3 +63,10 @@ def test_dss1_full_ie_with_identifier_and_length():
 def test_dss1_malformed(octets):
     with pytest.raises(NotationError):
         decode_cause_ie(bytes.fromhex(octets), octets)
+
+
+def test_reason_lenient_keeps_the_good_values():
+    # What a PBX hands over is not ours to reject: one bad value costs only itself.
+    hs = parse_reason_header('Q.850;cause=abc, SIP;cause=503;text="x", garbage', lenient=True)
+    assert [(h.protocol, h.cause) for h in hs] == [("SIP", 503)]
+    assert parse_reason_header("nothing useful", lenient=True) == []
