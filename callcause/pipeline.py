@@ -62,6 +62,7 @@ class Explainer(Protocol):
 class Pipeline:
     HIGH_WATER = 50_000
     GROUP = 256            # records handed to a sink at once, at most
+    YIELD_EVERY = 32       # records processed between two yields to the event loop
 
     def __init__(self, translator: Explainer, sinks: Sequence[Sink]) -> None:
         self.translator = translator
@@ -98,6 +99,8 @@ class Pipeline:
                     await sink.write(pending[0])   # a retry resumes after what was written
                     written = 1
                     pending.pop(0)
+                    if len(pending) % self.YIELD_EVERY == 0:
+                        await asyncio.sleep(0)     # a file sink never suspends by itself
                 metrics.SINK_WRITES.labels(sink=sink.name, result="ok").inc(written)
                 delay = 0.1
             except asyncio.CancelledError:
@@ -114,7 +117,13 @@ class Pipeline:
         return (await self.process_many([clues]))[0]
 
     async def process_many(self, batch: Sequence[HangupClues]) -> list[CauseRecord]:
-        records = [self.build(clues) for clues in batch]
+        records = []
+        for clues in batch:
+            records.append(self.build(clues))
+            if len(records) % self.YIELD_EVERY == 0:
+                # let the socket readers run: Asterisk drops a manager client that does not
+                # read for about 100 ms, and a thread sharing the GIL stretches every step
+                await asyncio.sleep(0)
         for sink in self.sinks:
             await self._deliver(sink, records)
         now = time.monotonic()
