@@ -411,6 +411,9 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
         sink_names[name] = sec.line
         cfg.sinks.append(parsed)
     cfg.outbox = top.str("outbox", None)
+    if cfg.outbox is None and any(getattr(sink, "kind", None) == "webhook" for sink in cfg.sinks):
+        raise top.error("sinks", "a webhook sink needs the durable outbox, and `outbox:` is not set",
+                        fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
     metrics = top.section("metrics")
     cfg.metrics = MetricsConfig(listen=metrics.str("listen", None))
     if cfg.metrics.listen is not None:

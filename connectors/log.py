@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from callcause.config import Config, Section, parse_language
+from callcause.connectors.pii import PiiPolicy, parse_pii
 from callcause.record import CauseRecord
 
 
@@ -24,6 +25,7 @@ class LogConfig:
     language: str | None = None         # None = the top-level language
     name: str = "log"
     kind: str = "log"
+    pii: PiiPolicy | None = None        # None = numbers and URIs kept as the PBX sent them
 
 
 def parse_config(sec: Section) -> LogConfig:
@@ -35,6 +37,10 @@ def parse_config(sec: Section) -> LogConfig:
     cfg = LogConfig(path=sec.str("path", None), stdout=stdout,
                     language=parse_language(sec, "language", None))
     cfg.name = sec.str("name", f"log:{cfg.path}" if cfg.path else "log:stdout")
+    if sec.has("pii"):
+        cfg.pii = parse_pii(sec.section("pii"))
+    else:
+        sec.section("pii")   # known key, nothing to apply
     if cfg.path is None and cfg.stdout == "off":
         raise sec.error("stdout", "this log sink writes nowhere (no path, stdout: off)",
                         fix="set `path:` or `stdout: text`")
@@ -105,6 +111,8 @@ class LogSink:
 
     async def write(self, record: CauseRecord) -> None:
         doc = record.document(self.lang)
+        if self.cfg.pii is not None:
+            doc = self.cfg.pii.apply(doc)
         if self.cfg.path:
             if self._fd is None or self._reopen_wanted or self._moved():
                 self._reopen_wanted = False

@@ -92,6 +92,8 @@ BROKEN = [
     ("duplicate sink name", "outbox: /tmp/o.sqlite3\nsinks:\n  - kind: webhook\n    url: https://h.example/a\n"
      "    secrets: [whsec_QUJDREVGR0hJSktMTU5PUA==]\n  - kind: webhook\n    url: https://h.example/b\n"
      "    secrets: [whsec_QUJDREVGR0hJSktMTU5PUA==]\n", 6, "twice"),
+    ("webhook without outbox", "sinks:\n  - kind: webhook\n    url: https://h.example/a\n"
+     "    secrets: [whsec_QUJDREVGR0hJSktMTU5PUA==]\n", 1, "outbox"),
     ("metrics listen", "metrics: {listen: 9464}\n", 1, "listen"),
     ("logging level", "logging: {level: LOUD}\n", 1, "LOUD"),
     ("mapping unknown key", "mapping: {overides: /x}\n", 1, "overides"),

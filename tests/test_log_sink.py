@@ -107,3 +107,17 @@ def test_config_needs_somewhere_to_write() -> None:
     cfg = parse_config(Section({"kind": "log", "path": "/x.jsonl", "language": "de-AT"},
                                file="c.yaml", path="sinks[0]"))
     assert (cfg.path, cfg.stdout, cfg.language) == ("/x.jsonl", "text", "de")
+
+
+async def test_pii_policy_per_log_sink(tmp_path) -> None:
+    data = {"path": str(tmp_path / "r.jsonl"), "stdout": "off", "pii": {"from": "mask", "to": "drop"}}
+    sec = Section(data, file="x.yaml", path="sinks[0]")
+    cfg = parse_config(sec)
+    sec.finish()
+    sink = LogSink(cfg, "en")
+    await sink.start()
+    await sink.write(record(from_number="+4930123456", to_number="+4989123456"))
+    await sink.close()
+    [doc] = lines(tmp_path / "r.jsonl")
+    assert doc["call"]["from"] != "+4930123456" and doc["call"]["from"].startswith("+49")
+    assert "+4989123456" not in json.dumps(doc)
