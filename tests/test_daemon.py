@@ -133,3 +133,47 @@ async def test_callcause_run_exits_0_on_sigterm_after_writing_records(tmp_path) 
         assert proc.returncode == 0, err.decode()
         assert SECRET.encode() not in err
         assert records(tmp_path)[0]["call"]["leg_id"] == "1795278971.8"
+
+
+async def test_metrics_and_readiness_follow_the_source(tmp_path) -> None:
+    """/readyz flips to 503 when the PBX goes away and back to 200 when the source is back;
+    /metrics, scraped over HTTP and parsed by the official parser, counts the records."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def get(port: int, path: str) -> tuple[int, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        head, _, body = data.decode().partition("\r\n\r\n")
+        return int(head.split()[1]), body
+
+    async with AmiSimulator(secret=SECRET) as sim:
+        cfg = load_config(write_config(tmp_path, sim.port, extra='metrics: {listen: "127.0.0.1:0"}'))
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await sim.wait_logins(1)
+            await wait_until(lambda: daemon.health is not None and daemon.sources[0].connected)
+            port = daemon.health.port
+            assert (await get(port, "/readyz"))[0] == 200
+            await sim.send_events(Scenario.from_frames("busy", CALL).render(IdSource()))
+            await wait_until(lambda: len(records(tmp_path)) >= 1)
+            status, body = await get(port, "/metrics")
+            assert status == 200
+            samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+            busy = [s.value for s in samples if s.name == "callcause_records_total"
+                    and s.labels == {"source": "pbx-test", "category": "busy"}]
+            assert busy and busy[0] >= 1
+            sim.silent = True          # the PBX stops answering: no login on reconnect
+            sim.drop()
+            await wait_until(lambda: not daemon.sources[0].connected)
+            status, body = await get(port, "/readyz")
+            assert status == 503 and json.loads(body)["components"]["source:pbx-test"] is False
+            sim.silent = False
+            await wait_until(lambda: daemon.sources[0].connected, timeout=10)
+            assert (await get(port, "/readyz"))[0] == 200
+        finally:
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 15) == 0
