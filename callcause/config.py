@@ -197,21 +197,26 @@ class Section:
                              fix=f"use one of: {', '.join(choices)}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING, *, min: int | None = None,
-            max: int | None = None) -> Any:
+    def _number(self, key: str, default: Any, kind: type, what: str, example: str) -> Any:
         value = self._raw(key, default)
         if value is default and default is not _MISSING:
             return value
         if isinstance(value, str):
             value = self._interpolate(key, value)
             try:
-                value = int(value)
+                value = kind(value)
             except ValueError:
-                raise self.error(key, f"expected a whole number, found {value!r}",
-                                 fix="write digits only, e.g. 5038") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected a whole number, found {type(value).__name__}",
-                             fix="write digits only")
+                raise self.error(key, f"expected {what}, found {value!r}", fix=f"write e.g. {example}") from None
+        accepted = int if kind is int else int | float
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise self.error(key, f"expected {what}, found {type(value).__name__}", fix=f"write e.g. {example}")
+        return kind(value)
+
+    def int(self, key: str, default: Any = _MISSING, *, min: int | None = None,
+            max: int | None = None) -> Any:
+        value = self._number(key, default, int, "a whole number", "5038 (digits only)")
+        if value is default and default is not _MISSING:
+            return value
         if (min is not None and value < min) or (max is not None and value > max):
             raise self.error(key, f"{value} is out of range",
                              fix=f"use a number from {min if min is not None else '-inf'} to "
@@ -219,20 +224,12 @@ class Section:
         return value
 
     def float(self, key: str, default: Any = _MISSING, *, min: float | None = None) -> Any:
-        value = self._raw(key, default)
+        value = self._number(key, default, float, "a number", "2.5")
         if value is default and default is not _MISSING:
             return value
-        if isinstance(value, str):
-            value = self._interpolate(key, value)
-            try:
-                value = float(value)
-            except ValueError:
-                raise self.error(key, f"expected a number, found {value!r}", fix="write e.g. 2.5") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"expected a number, found {type(value).__name__}", fix="write e.g. 2.5")
         if min is not None and value < min:
             raise self.error(key, f"{value} is below {min}", fix=f"use {min} or more")
-        return float(value)
+        return value
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)

@@ -53,6 +53,15 @@ def make_record(i: int, *, source: str = "pbx-test", category: str = "busy", sev
     return CauseRecord(clues, explanation, texts_for)
 
 
+
+async def wait_changed(changed: asyncio.Event, condition: Callable[[], bool], timeout: float) -> None:
+    """Re-check `condition` each time `changed` is set, for at most `timeout` seconds."""
+    async def loop() -> None:
+        while not condition():
+            changed.clear()
+            await changed.wait()
+    await asyncio.wait_for(loop(), timeout)
+
 class FixedExplainer:
     """A translator stand-in for pipeline tests that must not depend on the mapping tables."""
 
@@ -163,11 +172,7 @@ class Receiver:
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait for the receiver's state to satisfy `condition` (re-checked on every request)."""
-        async def loop() -> None:
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-        await asyncio.wait_for(loop(), timeout)
+        await wait_changed(self._changed, condition, timeout)
 
 
 class Outcomes:
@@ -191,11 +196,7 @@ class Outcomes:
         return sum(1 for c in self.changes if c.dead)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        async def loop() -> None:
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-        await asyncio.wait_for(loop(), timeout)
+        await wait_changed(self._changed, condition, timeout)
 
 
 def free_port() -> int:
