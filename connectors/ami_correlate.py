@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from callcause import metrics
+from callcause.mapping.notation import parse_reason_header
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
 
@@ -102,15 +103,8 @@ def _event_time(fields: Fields) -> float:
 
 
 def parse_reason(text: str) -> list[ReasonHeader]:
-    """A Reason header value published by the dialplan; [] when it is not one."""
-    try:
-        from callcause.mapping.notation import parse_reason_header
-    except ImportError:  # pragma: no cover - the mapping package ships with callcause
-        return []
-    try:
-        return parse_reason_header(text)
-    except Exception:
-        return []
+    """A Reason header value published by the dialplan: its well-formed values, [] if none."""
+    return parse_reason_header(text, lenient=True)
 
 
 @dataclass(slots=True)
