@@ -117,11 +117,7 @@ class Daemon:
                 reopen()
         try:
             translator = Translator.load(self.config.overrides)
-        except ConfigError as exc:
-            metrics.OVERRIDE_RELOADS.labels(result="error").inc()
-            log.error("overrides not reloaded, the previous ones stay in force: %s", exc)
-            return False
-        except Exception as exc:   # a reload must never take the daemon down
+        except Exception as exc:   # a ConfigError, or anything else: a reload must never take the daemon down
             metrics.OVERRIDE_RELOADS.labels(result="error").inc()
             log.error("overrides not reloaded, the previous ones stay in force: %s", exc)
             return False

@@ -11,7 +11,6 @@ instead, and sources may `await pipeline.writable()` to slow their reading.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -175,5 +174,7 @@ class Pipeline:
 
     async def close_sinks(self) -> None:
         for sink in self.sinks:
-            with contextlib.suppress(Exception):
+            try:
                 await sink.close()
+            except Exception as exc:   # one sink's failure must not keep the others open
+                log.error("sink %s: error while closing: %s", sink.name, exc)
