@@ -54,10 +54,6 @@ class SipCode:
     status: str                     # standard | deprecated | non-standard
     outcome: Outcome
 
-    @property
-    def klass(self) -> str:
-        return f"{self.code // 100}xx"
-
 
 @dataclass(frozen=True, slots=True)
 class Q850Cause:
