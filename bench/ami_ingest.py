@@ -27,8 +27,8 @@ from pathlib import Path
 from panoramisk import Manager
 
 from callcause.config import Secret
-from callcause.connectors.ami import AmiConfig, AmiSource
-from callcause.connectors.log import LogConfig, LogSink
+from callcause.connectors.asterisk.source import AmiConfig, AmiSource
+from callcause.connectors.sinks.log import LogConfig, LogSink
 from callcause.mapping.translator import Translator
 from callcause.pipeline import Pipeline
 

@@ -99,8 +99,8 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
     """(records or events)/s, the longest loop stall and the longest garbage-collector pause,
     for the source with or without the pipeline."""
     from callcause.config import Secret
-    from callcause.connectors.esl import EslConfig, EslSource
-    from callcause.connectors.log import LogConfig, LogSink
+    from callcause.connectors.freeswitch.source import EslConfig, EslSource
+    from callcause.connectors.sinks.log import LogConfig, LogSink
     from callcause.daemon import freeze_long_lived
     from callcause.mapping.translator import Translator
     from callcause.pipeline import Pipeline

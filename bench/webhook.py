@@ -24,8 +24,8 @@ import aiohttp
 import httpx
 
 from callcause.config import Section
-from callcause.connectors.outbox import Change, Outbox
-from callcause.connectors.webhook import WebhookSink, parse_config
+from callcause.connectors.delivery.outbox import Change, Outbox
+from callcause.connectors.sinks.webhook import WebhookSink, parse_config
 from callcause.mapping.translator import Translator
 from callcause.pipeline import Pipeline
 from callcause.record import CauseRecord, HangupClues

@@ -20,7 +20,7 @@ COMMANDS = {
     "demo": "callcause.demo:main",
     "replay": "callcause.replay:main",
     "check-config": "callcause.daemon:check_config_main",
-    "outbox": "callcause.connectors.outbox:cli_main",
+    "outbox": "callcause.outbox:main",
 }
 
 

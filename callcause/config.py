@@ -318,23 +318,24 @@ class Section:
 
 # --- The top level ------------------------------------------------------------------------
 
-# kind -> "module:function" taking a Section and returning that connector's config object.
-# Connectors own their options; this table only says where to find them.
+# kind -> the module implementing it. Each such module has `parse_config(Section)` returning its
+# config object and `build(cfg, config)` returning the running source or sink; it is imported
+# only when a config names its kind. Connectors own their options; this table only says where.
 SOURCE_KINDS = {
-    "asterisk": "callcause.connectors.ami:parse_config",
-    "freeswitch": "callcause.connectors.esl:parse_config",
+    "asterisk": "callcause.connectors.asterisk.source",
+    "freeswitch": "callcause.connectors.freeswitch.source",
 }
 SINK_KINDS = {
-    "log": "callcause.connectors.log:parse_config",
-    "webhook": "callcause.connectors.webhook:parse_config",
+    "log": "callcause.connectors.sinks.log",
+    "webhook": "callcause.connectors.sinks.webhook",
 }
 
 
-def _resolve(ref: str) -> Callable[[Section], Any]:
+def connector(module: str, attribute: str) -> Callable[..., Any]:
+    """`parse_config` or `build` of the module that implements a kind."""
     import importlib
 
-    module, func = ref.split(":")
-    return getattr(importlib.import_module(module), func)
+    return getattr(importlib.import_module(module), attribute)
 
 
 @dataclass(slots=True)
@@ -382,7 +383,7 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     names: dict[str, int | None] = {}
     for sec in top.sections("sources"):
         kind = sec.str("kind", choices=tuple(SOURCE_KINDS))
-        parsed = _resolve(SOURCE_KINDS[kind])(sec)
+        parsed = connector(SOURCE_KINDS[kind], "parse_config")(sec)
         sec.finish()
         name = parsed.name
         if name in names:
@@ -397,7 +398,7 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     sink_names: dict[str, int | None] = {}
     for sec in top.sections("sinks"):
         kind = sec.str("kind", choices=tuple(SINK_KINDS))
-        parsed = _resolve(SINK_KINDS[kind])(sec)
+        parsed = connector(SINK_KINDS[kind], "parse_config")(sec)
         sec.finish()
         # a webhook's name keys its queue in the outbox: two sinks must never share one
         name = getattr(parsed, "name", None)

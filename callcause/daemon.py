@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import json
 import logging
 import signal
@@ -18,33 +17,22 @@ from collections.abc import Callable
 from typing import Any
 
 from callcause import metrics
-from callcause.config import Config, load_config
+from callcause.config import SINK_KINDS, SOURCE_KINDS, Config, connector, load_config
 from callcause.errors import ConfigError
 from callcause.pipeline import Pipeline, Sink, Source
 
 log = logging.getLogger("callcause.daemon")
 
-# kind -> "module:function(cfg, config)" building the connector; imported only when used, so
-# a connector that is not installed is an error only for a config that asks for it.
-SOURCE_BUILDERS = {
-    "asterisk": "callcause.connectors.ami:build",
-    "freeswitch": "callcause.connectors.esl:build",
-}
-SINK_BUILDERS = {
-    "log": "callcause.connectors.log:build",
-    "webhook": "callcause.connectors.webhook:build",
-}
 DRAIN_TIMEOUT = 30.0      # seconds SIGTERM waits for queued records to reach the sinks
 
 
 def _builder(table: dict[str, str], kind: str, config: Config) -> Callable[..., Any]:
-    ref = table.get(kind)
-    if ref is None:
+    module = table.get(kind)
+    if module is None:
         raise ConfigError(f"no connector of kind {kind!r}", file=config.file,
                           fix=f"use one of: {', '.join(table)}")
-    module, func = ref.split(":")
     try:
-        return getattr(importlib.import_module(module), func)
+        return connector(module, "build")
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"the {kind!r} connector cannot be loaded ({exc})", file=config.file,
                           fix=f"reinstall callcause, or remove the {kind} entries") from None
@@ -59,9 +47,9 @@ def _load(path: str) -> Config:
 
 
 def build_connectors(config: Config) -> tuple[list[Source], list[Sink]]:
-    sinks = [_builder(SINK_BUILDERS, getattr(cfg, "kind", "log"), config)(cfg, config)
+    sinks = [_builder(SINK_KINDS, getattr(cfg, "kind", "log"), config)(cfg, config)
              for cfg in config.sinks]
-    sources = [_builder(SOURCE_BUILDERS, getattr(cfg, "kind", "asterisk"), config)(cfg, config)
+    sources = [_builder(SOURCE_KINDS, getattr(cfg, "kind", "asterisk"), config)(cfg, config)
                for cfg in config.sources]
     return sources, sinks
 
@@ -201,9 +189,9 @@ def check_config_main(args: Any) -> int:
     config = _load(args.config)
     Translator.load(config.overrides)
     for cfg in config.sources:
-        _builder(SOURCE_BUILDERS, getattr(cfg, "kind", "asterisk"), config)
+        _builder(SOURCE_KINDS, getattr(cfg, "kind", "asterisk"), config)
     for cfg in config.sinks:
-        _builder(SINK_BUILDERS, getattr(cfg, "kind", "log"), config)
+        _builder(SINK_KINDS, getattr(cfg, "kind", "log"), config)
     sources = ", ".join(f"{s.name} ({getattr(s, 'kind', '?')})" for s in config.sources) or "none"
     sinks = ", ".join(getattr(s, "name", getattr(s, "kind", "?")) for s in config.sinks) or "none"
     print(f"OK: {config.file}: sources: {sources}; sinks: {sinks}; "

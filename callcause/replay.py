@@ -51,8 +51,8 @@ def _progress(items: list, path: Path, size: int) -> Iterator:
 
 def replay_ami(path: Path, source: str, emit: Emit, record_internal_legs: bool) -> int:
     """Feed an AMI capture to the Asterisk correlator; returns the number of events read."""
-    from callcause.connectors.ami_correlate import EVENTS, Correlator, CorrelatorSettings
-    from callcause.connectors.ami_protocol import parse_fields
+    from callcause.connectors.asterisk.correlate import EVENTS, Correlator, CorrelatorSettings
+    from callcause.connectors.asterisk.protocol import parse_fields
     from callcause.connectors.simulator.ami import load_frames
 
     problems = ProblemLog(f"replay {path}")
@@ -73,8 +73,8 @@ def replay_ami(path: Path, source: str, emit: Emit, record_internal_legs: bool) 
 
 def replay_esl(path: Path, source: str, emit: Emit, record_internal_legs: bool) -> int:
     """Feed the hangup events of an ESL capture to the FreeSWITCH leg tracker."""
-    from callcause.connectors.esl import COMPLETE, HANGUP, LegTracker, clues_from_event
-    from callcause.connectors.esl_client import parse_plain
+    from callcause.connectors.freeswitch.client import parse_plain
+    from callcause.connectors.freeswitch.source import COMPLETE, HANGUP, LegTracker, clues_from_event
     from callcause.connectors.simulator.esl import event_frames, frame_body, load_capture
 
     tracker = LegTracker(emit, record_internal_legs=record_internal_legs, complete_wait=3600.0,
@@ -138,7 +138,7 @@ async def _write(legs: list[HangupClues], translator, sinks) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from callcause.connectors.log import LogConfig, LogSink
+    from callcause.connectors.sinks.log import LogConfig, LogSink
     from callcause.mapping.translator import Translator
 
     lang = resolve_language(args.lang) if args.lang else None

@@ -264,6 +264,36 @@ def load_tables(directory: Path = TABLES_DIR) -> Tables:
     return tables
 
 
+@dataclass(slots=True, frozen=True)
+class Dispositions:
+    """FreeSWITCH `sip_hangup_disposition` x direction -> who ended the leg."""
+
+    by_disposition: dict[tuple[str, str], str]
+    without_disposition: dict[str, str]
+
+
+def load_dispositions(directory: Path = TABLES_DIR) -> Dispositions:
+    raw = _read("freeswitch_disposition.yaml", directory)
+    pairs: dict[tuple[str, str], str] = {}
+    for disposition, by_direction in raw["dispositions"].items():
+        for direction, who in by_direction.items():
+            pairs[(str(disposition), str(direction))] = _hangup_source(who, f"{disposition}.{direction}")
+    alone = {str(cause): _hangup_source(who, str(cause)) for cause, who in raw["without_disposition"].items()}
+    return Dispositions(pairs, alone)
+
+
+def _hangup_source(value: Any, where: str) -> str:
+    if value not in HANGUP_SOURCES:
+        raise TableError(f"freeswitch_disposition.yaml {where}: {value!r} is not one of {HANGUP_SOURCES}")
+    return str(value)
+
+
+@cache
+def builtin_dispositions() -> Dispositions:
+    """The package's FreeSWITCH disposition table, loaded once per process."""
+    return load_dispositions()
+
+
 @cache
 def builtin_tables() -> Tables:
     """The package's tables, loaded once per process."""

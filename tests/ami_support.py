@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from callcause.config import Secret
-from callcause.connectors.ami import AmiConfig, AmiSource
+from callcause.connectors.asterisk.source import AmiConfig, AmiSource
 from callcause.connectors.simulator.ami import AmiSimulator, load_frames
 from callcause.record import HangupClues
 

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from callcause.config import Secret
-from callcause.connectors.esl import EslConfig, EslSource
+from callcause.connectors.freeswitch.source import EslConfig, EslSource
 from callcause.connectors.simulator.esl import EslServer, event_frames, event_name, load_capture
 from callcause.record import HangupClues
 

@@ -8,7 +8,7 @@ import logging
 from ami_support import SECRET, fixture, running, settle, wait_until
 
 from callcause import metrics
-from callcause.connectors.ami import AmiConfig
+from callcause.connectors.asterisk.source import AmiConfig
 
 CALL = fixture("asterisk-sip486-busy.txt")
 CALLEE_HANGUP = next(i for i, f in enumerate(CALL)

@@ -13,7 +13,7 @@ from ami_support import SECRET, fixture, wait_until
 
 from callcause import cli, metrics
 from callcause.config import load_config
-from callcause.connectors.ami import FILTERS
+from callcause.connectors.asterisk.source import FILTERS
 from callcause.connectors.simulator.ami import AmiSimulator, IdSource, Scenario
 from callcause.daemon import Daemon
 

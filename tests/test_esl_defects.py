@@ -16,7 +16,7 @@ import gevent
 import pytest
 from greenswitch.esl import ESLEvent
 
-from callcause.connectors.esl_client import EslTimeout, GuardedInboundESL
+from callcause.connectors.freeswitch.client import EslTimeout, GuardedInboundESL
 from callcause.connectors.simulator.esl import EslServer, event_frame, frame_body
 
 COMPLETE = "CHANNEL_HANGUP_COMPLETE"

@@ -10,7 +10,7 @@ import esl_support as S
 import pytest
 
 from callcause.config import Section
-from callcause.connectors.esl import HANGUP_SOURCE, hangup_source, parse_config
+from callcause.connectors.freeswitch.source import HANGUP_SOURCE, hangup_source, parse_config
 from callcause.connectors.simulator.esl import EslServer
 from callcause.errors import ConfigError
 
@@ -139,7 +139,7 @@ async def test_reason_header_values_are_kept(server: EslServer) -> None:
 
 
 def test_reason_header_with_several_values_keeps_the_good_ones() -> None:
-    from callcause.connectors.esl import parse_reason_values
+    from callcause.connectors.freeswitch.source import parse_reason_values
 
     values = parse_reason_values('Q.850;cause=34;text="No circuit, channel", SIP;cause=503;text="x"')
     assert [(r.protocol, r.cause) for r in values] == [("Q.850", 34), ("SIP", 503)]

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from callcause.config import Section
-from callcause.connectors.log import LogConfig, LogSink, parse_config
+from callcause.connectors.sinks.log import LogConfig, LogSink, parse_config
 from callcause.errors import ConfigError
 from callcause.mapping.translator import Translator
 from callcause.record import CauseRecord, HangupClues

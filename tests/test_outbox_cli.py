@@ -10,7 +10,7 @@ from webhook_helpers import SECRET, Outcomes, Received, Receiver, make_record
 
 from callcause.cli import main
 from callcause.config import load_config
-from callcause.connectors.webhook import build
+from callcause.connectors.sinks.webhook import build
 
 
 def write_config(tmp_path: Path, url: str, outbox: bool = True) -> Path:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from webhook_helpers import FixedExplainer, Receiver, free_port, make_record, make_sink
 
-from callcause.connectors.outbox import OutboxError
+from callcause.connectors.delivery.outbox import OutboxError
 from callcause.pipeline import Pipeline
 from callcause.record import HangupClues
 

@@ -8,9 +8,10 @@ import pytest
 from webhook_helpers import SECRET, SECRET_2, make_record
 
 from callcause.config import Config, Section, load_config
-from callcause.connectors.pii import PiiPolicy, hash_value, mask_number
-from callcause.connectors.webhook import RetryPolicy, build, parse_config, parse_retry_after
+from callcause.connectors.delivery.dispatcher import RetryPolicy
+from callcause.connectors.sinks.webhook import build, parse_config, parse_retry_after
 from callcause.errors import ConfigError
+from callcause.pii import PiiPolicy, hash_value, mask_number
 
 
 def parse(data: dict, env: dict | None = None):

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from webhook_helpers import Outcomes, Received, Receiver, accept, free_port, make_record, make_sink
 
-from callcause.connectors.outbox import Outbox
+from callcause.connectors.delivery.outbox import Outbox
 
 
 def counted(endpoint: str, result: str) -> float:

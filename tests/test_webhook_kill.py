@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from webhook_helpers import Received, Receiver
 
-from callcause.connectors.outbox import Outbox
+from callcause.connectors.delivery.outbox import Outbox
 
 HELPER = Path(__file__).resolve().parent / "webhook_helpers.py"
 

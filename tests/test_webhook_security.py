@@ -12,7 +12,7 @@ from aiohttp import web
 from webhook_helpers import SECRET, Outcomes, Received, Receiver, free_port, make_record, make_sink
 
 from callcause.config import Section
-from callcause.connectors.webhook import parse_config
+from callcause.connectors.sinks.webhook import parse_config
 from callcause.errors import ConfigError
 
 

@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from webhook_helpers import SECRET, SECRET_2, Receiver, make_record, make_sink
 
-from callcause.connectors.webhook import decode_secret, sign
+from callcause.connectors.sinks.webhook import decode_secret, sign
 from callcause.record import CauseRecord, Texts
 
 CONSUMER = Path(__file__).resolve().parent.parent / "examples" / "webhook-consumer" / "consumer.py"

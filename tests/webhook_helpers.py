@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from callcause.config import Config, Section
-from callcause.connectors.outbox import Change
-from callcause.connectors.webhook import WebhookConfig, WebhookSink, parse_config
+from callcause.connectors.delivery.outbox import Change
+from callcause.connectors.sinks.webhook import WebhookConfig, WebhookSink, parse_config
 from callcause.record import CauseRecord, Explanation, HangupClues, Texts
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"        # the Standard Webhooks spec's example key

@@ -18,13 +18,13 @@ from typing import Any
 
 from callcause import metrics
 from callcause.config import Config, Secret, Section
-from callcause.connectors.ami_correlate import EVENTS, VARIABLES, Correlator, CorrelatorSettings
-from callcause.connectors.ami_protocol import AmiManager, AmiProtocol
+from callcause.connectors.asterisk.correlate import EVENTS, VARIABLES, Correlator, CorrelatorSettings
+from callcause.connectors.asterisk.protocol import AmiManager, AmiProtocol
 from callcause.errors import ConfigError
-from callcause.pipeline import Emit
+from callcause.pipeline import Emit, Source
 from callcause.problems import ProblemLog
 
-log = logging.getLogger("callcause.connectors.ami")
+log = logging.getLogger("callcause.connectors.asterisk.source")
 
 # Server-side filters (the `Filter` action, Asterisk 10+, legacy regex form that every
 # version understands). A filter is a POSIX extended regex matched against the whole event
@@ -113,7 +113,7 @@ class LoginFailed(Exception):
     """Asterisk refused the username/secret (never carries the secret)."""
 
 
-class AmiSource:
+class AmiSource(Source):
     """One Asterisk server. `run(emit)` until cancelled; `connected` while logged in."""
 
     def __init__(self, cfg: AmiConfig, *, record_internal_legs: bool = False) -> None:

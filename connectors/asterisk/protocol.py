@@ -21,7 +21,7 @@ from panoramisk.message import Message
 
 from callcause.problems import ProblemLog
 
-log = logging.getLogger("callcause.connectors.ami")
+log = logging.getLogger("callcause.connectors.asterisk.source")
 
 BANNER = b"Asterisk Call Manager/"
 TERMINATOR = b"\r\n\r\n"

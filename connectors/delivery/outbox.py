@@ -1,4 +1,4 @@
-"""The durable outbox of the webhook sinks (SQLite, WAL) and `callcause outbox list|retry|purge`.
+"""The durable outbox of the networked sinks (SQLite, WAL): storage only, no wire and no terminal.
 
 A record is accepted once its row is committed here; it leaves only when its endpoint answered
 2xx (the row is deleted) or it became a dead letter, which the CLI can list, replay and purge.
@@ -6,12 +6,9 @@ A record is accepted once its row is committed here; it leaves only when its end
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sqlite3
-import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +20,8 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    endpoint   TEXT NOT NULL,               -- the webhook sink's name
-    record_id  TEXT NOT NULL,               -- webhook-id of a single delivery
+    endpoint   TEXT NOT NULL,               -- the sink's name
+    record_id  TEXT NOT NULL,               -- message id of a single delivery
     event_time TEXT NOT NULL,               -- RFC 3339 time of the hangup (payload timestamp)
     data       BLOB NOT NULL,               -- the record document, JSON, as it will be signed
     accepted   REAL NOT NULL,               -- epoch seconds the row was committed
@@ -33,7 +30,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts   INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     dead       INTEGER NOT NULL DEFAULT 0,  -- 1: dead letter, waits for `callcause outbox retry`
-    batch      TEXT                         -- webhook-id of the batch this row was sent in
+    batch      TEXT                         -- message id of the batch this row was sent in
 );
 -- each index serves one query of the dispatcher without reading the records themselves
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (endpoint, dead, next_at, batch);
@@ -81,7 +78,7 @@ class Change:
     become dead letters."""
 
     seqs: Sequence[int]
-    msg_id: str = ""              # the webhook-id the rows were sent under
+    msg_id: str = ""              # the message id the rows were sent under
     delivered: bool = False
     attempts: int = 0
     next_at: float = 0.0
@@ -355,81 +352,3 @@ def _filters(*, dead_only: bool, endpoint: str | None, record_id: str | None = N
         clauses.append("(record_id = ? OR batch = ?)")
         args.extend([record_id, record_id])
     return "WHERE " + " AND ".join(clauses), tuple(args)
-
-
-# --- callcause outbox list|retry|purge ------------------------------------------------------
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def _locate(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
-    """The outbox path and a map url -> endpoint name, from --outbox or the config file."""
-    if getattr(args, "outbox", None):
-        return args.outbox, {}
-    from callcause.config import load_config
-
-    config = load_config(args.config)
-    if not config.outbox:
-        raise CallcauseError(f"{args.config}: no `outbox:` is configured, so there is nothing to inspect "
-                             "(or pass --outbox PATH)")
-    names = {getattr(s, "url", ""): s.name for s in config.sinks if getattr(s, "kind", "") == "webhook"}
-    return config.outbox, names
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    path, names = _locate(args)
-    if not Path(path).exists():
-        raise CallcauseError(f"outbox {path} does not exist (no webhook record was accepted yet)")
-    endpoint = names.get(args.endpoint, args.endpoint) if args.endpoint else None
-    record_id = getattr(args, "id", None)
-    box = Outbox(path).open()
-    try:
-        if args.action == "list":
-            return _list(box, args, endpoint)
-        if args.action == "retry":
-            n = box.retry_dead(endpoint=endpoint, record_id=record_id, now=time.time())
-            print(f"{n} dead letter(s) queued again; a running daemon sends them within seconds")
-            return 0
-        everything = bool(getattr(args, "all", False))
-        n = box.purge(dead_only=not everything, endpoint=endpoint, record_id=record_id)
-        what = "record(s), waiting and dead," if everything else "dead letter(s)"
-        print(f"{n} {what} deleted")
-        return 0
-    finally:
-        box.close()
-
-
-def _list(box: Outbox, args: argparse.Namespace, endpoint: str | None) -> int:
-    now = time.time()
-    for name, waiting, dead in box.counts():
-        if endpoint is None or name == endpoint:
-            print(f"# {name}: {waiting} waiting, {dead} dead")
-    rows = box.listing(dead_only=args.dead, endpoint=endpoint, limit=args.limit)
-    if not rows:
-        print("(no records)")
-        return 0
-    print(f"{'id':<30} {'endpoint':<24} {'state':<8} {'attempts':>8} {'age':>6}  last error")
-    for record_id, name, dead, attempts, error, accepted, next_at, batch in rows:
-        if dead:
-            state = "dead"
-        elif attempts:
-            state = "retry" if next_at > now else "due"
-        else:
-            state = "new"
-        shown = record_id if not batch else f"{record_id} ({batch})"
-        print(f"{shown:<30} {name:<24} {state:<8} {attempts:>8} {_age(now - accepted):>6}  {error or '-'}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from callcause.cli import main
-
-    sys.exit(main(["outbox", *sys.argv[1:]]))

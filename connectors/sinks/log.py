@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from callcause.config import Config, Section, parse_language
-from callcause.connectors.pii import PiiPolicy, parse_pii
+from callcause.pii import PiiPolicy, parse_pii
+from callcause.pipeline import Sink
 from callcause.record import CauseRecord
 
 
@@ -69,7 +70,7 @@ def text_line(doc: dict[str, Any]) -> str:
             f"{' [' + codes + ']' if codes else ''}: {cause['summary']}{flags}")
 
 
-class LogSink:
+class LogSink(Sink):
     """A Sink (callcause.pipeline): `start`, `write(record)`, `close`, plus `reopen()`."""
 
     def __init__(self, cfg: LogConfig, lang: str, stdout: TextIO | None = None) -> None:

@@ -23,9 +23,10 @@ import gevent
 
 from callcause import metrics
 from callcause.config import Secret, Section
-from callcause.connectors.esl_client import EslFrame, EslSession, SessionResult, SessionSettings
+from callcause.connectors.freeswitch.client import EslFrame, EslSession, SessionResult, SessionSettings
 from callcause.mapping.notation import parse_reason_header
-from callcause.mapping.tables import builtin_tables
+from callcause.mapping.tables import builtin_dispositions, builtin_tables
+from callcause.pipeline import Source
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
 
@@ -106,33 +107,11 @@ def build(cfg: EslConfig, config: Any = None) -> EslSource:
 
 # --- From event headers to clues -------------------------------------------------------------
 
-# Who ended the leg, from `sip_hangup_disposition` and the leg's Call-Direction. Inbound legs
-# are those FreeSWITCH answers as UAS (the caller's side), outbound legs those it places as UAC.
-# Where the disposition is set: sofia.c sofia_handle_sip_i_bye (recv_bye), nua_i_cancel
-# (recv_cancel), the >299 final-response branch of sofia_handle_sip_r_invite (recv_refuse);
-# mod_sofia.c sofia_on_hangup (send_bye, send_cancel, send_refuse). A UAS never sends CANCEL
-# nor receives a final response, a UAC never receives CANCEL nor refuses: those pairs are
-# contradictions and say "unknown".
-HANGUP_SOURCE: dict[tuple[str, str], str] = {
-    ("recv_bye", "inbound"): "caller",
-    ("recv_bye", "outbound"): "callee",
-    ("send_bye", "inbound"): "pbx",        # FreeSWITCH (or the other leg through it) ended it
-    ("send_bye", "outbound"): "pbx",
-    ("recv_cancel", "inbound"): "caller",  # the caller gave up while it rang
-    ("recv_cancel", "outbound"): "unknown",
-    ("send_cancel", "inbound"): "unknown",
-    ("send_cancel", "outbound"): "pbx",    # refined below: caller when the cause is ORIGINATOR_CANCEL
-    ("send_refuse", "inbound"): "pbx",     # refined below: callee when it relays the B leg's refusal
-    ("send_refuse", "outbound"): "unknown",
-    ("recv_refuse", "inbound"): "unknown",
-    ("recv_refuse", "outbound"): "callee",  # the callee or the carrier refused our INVITE
-}
-
-# No disposition (loopback legs, failures before an INVITE): only these causes say who.
-_CAUSE_ONLY_SOURCE = {
-    "ORIGINATOR_CANCEL": "caller",
-    "NO_ANSWER": "pbx", "ALLOTTED_TIMEOUT": "pbx", "MEDIA_TIMEOUT": "pbx", "PROGRESS_TIMEOUT": "pbx",
-}
+# Who ended the leg, from `sip_hangup_disposition` and the leg's Call-Direction: data, with its
+# sources, in mapping/tables/freeswitch_disposition.yaml.
+_DISPOSITIONS = builtin_dispositions()
+HANGUP_SOURCE = _DISPOSITIONS.by_disposition
+_CAUSE_ONLY_SOURCE = _DISPOSITIONS.without_disposition
 
 
 def hangup_source(disposition: str | None, direction: str | None, cause: str | None,
@@ -521,7 +500,7 @@ class LegTracker:
 
 # --- The source -------------------------------------------------------------------------------
 
-class EslSource:
+class EslSource(Source):
     """A FreeSWITCH connection that reconnects forever and emits one clue set per ended leg."""
 
     kind = "freeswitch"

@@ -1,59 +1,47 @@
-"""The webhook sink: records signed per Standard Webhooks and POSTed from a durable outbox.
+"""A sink that accepts records into the durable outbox and hands them to a transport.
 
-`write()` commits a record to the outbox (that is acceptance); one dispatcher per endpoint sends
-what is due with bounded concurrency, retries with backoff and jitter, honours Retry-After, and
-turns records it cannot deliver into dead letters (`callcause outbox list|retry|purge`).
+`write()` commits a record to the outbox (that is acceptance); one dispatcher per sink sends what
+is due with bounded concurrency, retries with backoff and jitter (or the far side's own wait),
+and turns records it cannot deliver into dead letters (`callcause outbox list|retry|purge`).
+The transport knows the wire (HTTP, a broker); this module knows nothing about it: it gives the
+transport one `Delivery` at a time and stores the `Outcome` the transport returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import functools
 import hashlib
-import hmac
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
-from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Protocol, TypeVar
 
-import aiohttp
+from prometheus_client import Counter
 
-from callcause import __version__, metrics
-from callcause.config import Config, Secret, Section, parse_language
-from callcause.connectors.outbox import SYNC_MODES, Change, Outbox, OutboxError, Row
-from callcause.connectors.pii import PiiPolicy, parse_pii
-from callcause.errors import ConfigError
+from callcause import metrics
+from callcause.config import Section, parse_language
+from callcause.connectors.delivery.outbox import SYNC_MODES, Change, Outbox, OutboxError, Row
+from callcause.pii import PiiPolicy, parse_pii
+from callcause.pipeline import Sink
 from callcause.problems import ProblemLog
 from callcause.record import CATEGORIES, RECORD_TYPE, SEVERITIES, CauseRecord
 
-log = logging.getLogger("callcause.webhook")
-
 BATCH_TYPE = "call.hangup.batch"
-SECRET_PREFIX = "whsec_"
-RETRY_AFTER_STATUSES = (429, 503)
-TRANSIENT_4XX = (408, 409, 425, 429)
-RESERVED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type",
-                    "content-length", "host", "transfer-encoding")
 T = TypeVar("T")
 
 
-# --- configuration ----------------------------------------------------------------------
+# --- options every outbox-backed sink shares -------------------------------------------------
 
 @dataclass(slots=True, frozen=True)
 class Filters:
-    """`only:` which records go to this endpoint; empty lists mean all."""
+    """`only:` which records go to this sink; empty lists mean all."""
 
     categories: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
@@ -91,17 +79,13 @@ class BatchPolicy:
     max_wait_s: float = 1.0
 
 
-@dataclass(slots=True)
-class WebhookConfig:
-    url: str = field(repr=False)       # may hold credentials (user:pass@, ?token=); see display_url
-    secrets: list[Secret]
+@dataclass(slots=True, kw_only=True)
+class DeliveryOptions:
+    """The keys of a `sinks:` entry that say which records go out and how they are retried;
+    each transport's config extends it with its own (url, broker, topic ...)."""
+
     name: str
-    kind: str = "webhook"
-    headers: dict[str, Secret] = field(default_factory=dict)
-    timeout_s: float = 10.0
-    tls_verify: bool = True
-    ca_file: str | None = None
-    allow_insecure_http: bool = False
+    kind: str
     only: Filters = field(default_factory=Filters)
     language: str | None = None        # None: the top-level `language`
     pii: PiiPolicy = field(default_factory=PiiPolicy)
@@ -111,25 +95,11 @@ class WebhookConfig:
     grace_s: float = 5.0
     outbox_sync: str = "interval"      # or "every_record": fsync per accepted record
 
-    @property
-    def display_url(self) -> str:
-        """The url without credentials or query, safe to log."""
-        return safe_url(self.url)
-
-
-def safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def _duration(sec: Section, key: str, default: float, *, minimum: float = 0.0) -> float:
+def parse_duration(sec: Section, key: str, default: float, *, minimum: float = 0.0) -> float:
     """Seconds as a number (`30`, `0.5`) or with a unit (`500ms`, `30s`, `5m`, `24h`, `2d`)."""
     raw = sec.data.get(key) if isinstance(sec.data, dict) else None
     if isinstance(raw, str):
@@ -152,89 +122,9 @@ def _duration(sec: Section, key: str, default: float, *, minimum: float = 0.0) -
     return sec.float(key, default, min=minimum)
 
 
-def decode_secret(value: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret; ValueError (without the value) when malformed."""
-    if not value.startswith(SECRET_PREFIX):
-        raise ValueError("does not start with whsec_")
-    raw = value[len(SECRET_PREFIX):]
-    try:
-        # unpadded base64 is common in copied secrets; the reference library accepts it too
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not base64 after whsec_") from None
-    if not key:
-        raise ValueError("is empty after whsec_")
-    return key
-
-
-def _parse_secrets(sec: Section) -> list[Secret]:
-    secrets: list[Secret] = []
-    for i, value in enumerate(sec.str_list("secrets", [])):
-        secrets.append(_checked_secret(sec, "secrets", value, f"item {i + 1}"))
-    for file_key in ("secrets_file", "secret_file"):
-        path = sec.str(file_key, None)
-        if path is None:
-            continue
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise sec.error(file_key, f"cannot read the secrets file {path!r}: {exc.strerror}",
-                            fix="check the path and that the daemon's user may read it") from None
-        values = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not values:
-            raise sec.error(file_key, f"the secrets file {path!r} holds no secret",
-                            fix="write one whsec_... secret per line")
-        for n, value in enumerate(values):
-            secrets.append(_checked_secret(sec, file_key, value, f"secret {n + 1} of {path!r}"))
-    if not secrets:
-        raise sec.error("secrets", "a webhook needs at least one signing secret",
-                        fix="add `secrets: [\"${WEBHOOK_SECRET}\"]` (whsec_ + base64) or `secrets_file:`")
-    return secrets
-
-
-def _checked_secret(sec: Section, key: str, value: str, which: str) -> Secret:
-    try:
-        decode_secret(value)
-    except ValueError as exc:
-        # the message names the entry, never its value
-        raise sec.error(key, f"{which} {exc}",
-                        fix="use a Standard Webhooks secret: whsec_ followed by base64 of 24-64 random "
-                            "bytes, e.g. whsec_$(head -c 32 /dev/urandom | base64)") from None
-    return Secret(value)
-
-
-def parse_config(sec: Section) -> WebhookConfig:
-    """Read one `sinks:` entry of kind webhook (design.md section 6)."""
-    url = sec.str("url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise sec.error("url", "expected an http(s) url with a host", fix="write e.g. https://hooks.example.com/callcause")
-    allow_insecure = sec.bool("allow_insecure_http", False)
-    if parts.scheme == "http" and not allow_insecure:
-        raise sec.error("url", "plain http:// sends records and signatures unencrypted",
-                        fix="use https://, or add `allow_insecure_http: true` to this sink if the "
-                            "network path is trusted")
-    cfg = WebhookConfig(url=url, secrets=_parse_secrets(sec), name=sec.str("name", parts.hostname),
-                        allow_insecure_http=allow_insecure)
-    hsec = sec.section("headers")
-    for key in list(hsec.data):
-        if not isinstance(key, str) or not key or any(c in key for c in " :\t\r\n"):
-            raise hsec.error(str(key), f"{key!r} is not a header name", fix="write e.g. X-Api-Key: ${API_KEY}")
-        if key.lower() in RESERVED_HEADERS:
-            raise hsec.error(key, f"{key} is set by callcause itself", fix="remove it")
-        cfg.headers[key] = Secret(hsec.str(key))
-    hsec.finish()
-    cfg.timeout_s = _duration(sec, "timeout", 10.0, minimum=0.05)
-    tls = sec.section("tls")
-    cfg.tls_verify = tls.bool("verify", True)
-    cfg.ca_file = tls.str("ca_file", None)
-    if cfg.ca_file is not None:
-        try:
-            ssl.create_default_context(cafile=cfg.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise tls.error("ca_file", f"cannot load the CA bundle {cfg.ca_file!r}: {exc}",
-                            fix="point it to a PEM file with the CA certificate(s)") from None
-    tls.finish()
+def parse_delivery_options(sec: Section, cfg: DeliveryOptions) -> None:
+    """Read the shared keys (`only`, `language`, `pii`, `batch`, `retry`, `concurrency`, `grace`,
+    `outbox_sync`) of one sink entry into `cfg`."""
     only = sec.section("only")
     cfg.only = Filters(
         categories=tuple(only.str_list("categories", [], choices=CATEGORIES)),
@@ -248,35 +138,19 @@ def parse_config(sec: Section) -> WebhookConfig:
     if sec.has("batch"):
         bsec = sec.section("batch")
         cfg.batch = BatchPolicy(max_records=bsec.int("max_records", 100, min=1, max=10_000),
-                                max_wait_s=_duration(bsec, "max_wait", 1.0))
+                                max_wait_s=parse_duration(bsec, "max_wait", 1.0))
         bsec.finish()
     rsec = sec.section("retry")
-    cfg.retry = RetryPolicy(initial_s=_duration(rsec, "initial", 5.0, minimum=0.001),
-                            max_s=_duration(rsec, "max", 3600.0, minimum=0.001),
-                            max_age_s=_duration(rsec, "max_age", 86400.0))
+    cfg.retry = RetryPolicy(initial_s=parse_duration(rsec, "initial", 5.0, minimum=0.001),
+                            max_s=parse_duration(rsec, "max", 3600.0, minimum=0.001),
+                            max_age_s=parse_duration(rsec, "max_age", 86400.0))
     rsec.finish()
     cfg.concurrency = sec.int("concurrency", 4, min=1, max=256)
-    cfg.grace_s = _duration(sec, "grace", 5.0)
+    cfg.grace_s = parse_duration(sec, "grace", 5.0)
     cfg.outbox_sync = sec.str("outbox_sync", "interval", choices=SYNC_MODES)
-    return cfg
 
 
-def build(cfg: WebhookConfig, config: Config) -> WebhookSink:
-    if not config.outbox:
-        raise ConfigError("a webhook sink needs a durable outbox", file=config.file, key="outbox",
-                          fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
-    return WebhookSink(cfg, config.outbox, config.language)
-
-
-# --- Standard Webhooks --------------------------------------------------------------------
-
-def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
-    """`webhook-signature`: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` per key,
-    space-separated, so a receiver holding either secret during a rotation accepts it."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join("v1," + base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode()
-                    for k in keys)
-
+# --- what goes over the wire, and what comes back ----------------------------------------------
 
 def single_body(event_time: str, data: bytes) -> bytes:
     """`{"type":"call.hangup","timestamp":<hangup time>,"data":<record>}`, byte-stable."""
@@ -292,31 +166,14 @@ def batch_body(rows: Sequence[Row]) -> bytes:
 
 
 def batch_id(record_ids: Sequence[str]) -> str:
-    """A batch's webhook-id, derived from its members (and stored with them for the retries)."""
+    """A batch's message id, derived from its members (and stored with them for the retries)."""
     digest = hashlib.sha256("\x00".join(record_ids).encode()).digest()
     return "ccb_" + base64.b32encode(digest[:16]).decode().rstrip("=")
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent
-    or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
 @dataclass(slots=True)
 class Delivery:
-    """One POST: a single record or a batch of them."""
+    """One message: a single record or a batch of them, with its id and its body."""
 
     msg_id: str
     body: bytes
@@ -335,12 +192,48 @@ class Delivery:
         return min(r.epoch for r in self.rows)
 
 
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """What a transport says of one delivery: done, retry (after its own wait, or after the
+    backoff), or dead at once. `kind` names the problem in the log; `todo` says what to do."""
+
+    delivered: bool = False
+    error: str = ""
+    dead: bool = False
+    retry_after: float | None = None
+    kind: str = "failed"
+    todo: str = ""
+
+    @classmethod
+    def done(cls) -> Outcome:
+        return cls(delivered=True)
+
+    @classmethod
+    def retry(cls, error: str, *, after: float | None = None, kind: str = "failed", todo: str = "") -> Outcome:
+        return cls(error=error, retry_after=after, kind=kind, todo=todo)
+
+    @classmethod
+    def refused(cls, error: str, *, kind: str = "failed") -> Outcome:
+        return cls(error=error, dead=True, kind=kind)
+
+
+class Transport(Protocol):
+    """The wire of one sink: connect, deliver one message at a time, disconnect. A new transport
+    (HTTP, MQTT, AMQP, Kafka ...) is one module implementing these three methods."""
+
+    async def open(self) -> None: ...
+
+    async def deliver(self, unit: Delivery) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
 # --- the sink -------------------------------------------------------------------------------
 
-class WebhookSink:
-    """One endpoint: its outbox rows, its HTTP connection pool, its dispatcher.
+class OutboxSink(Sink):
+    """One destination: its outbox rows, its transport, its dispatcher.
 
-    Every endpoint has its own pool, dispatcher and outbox thread, so a slow or dead one never
+    Every sink has its own dispatcher and outbox thread, so a slow or dead destination never
     delays the others; the pipeline only waits for the outbox commit.
     """
 
@@ -350,30 +243,32 @@ class WebhookSink:
     SYNC_EVERY_S = 0.05     # outbox_sync: interval -- the most a power cut can lose
     CHECKPOINT_EVERY_S = 1.0
 
-    def __init__(self, cfg: WebhookConfig, outbox_path: str, language: str = "en") -> None:
+    def __init__(self, cfg: DeliveryOptions, outbox_path: str, language: str, transport: Transport, *,
+                 where: str, deliveries: Counter, log: logging.Logger) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.lang = cfg.language or language
         self.outbox_path = outbox_path
-        self._keys = [decode_secret(s.reveal()) for s in cfg.secrets]
-        self._problems = ProblemLog(f"webhook {cfg.name} ({cfg.display_url})")
+        self.transport = transport
+        self._deliveries = deliveries           # counter labelled endpoint, result
+        self._log = log
+        self._problems = ProblemLog(where)
         self._outbox: Outbox | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._syncer: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[int] = set()        # rows being sent, or whose outcome is not stored yet
-        self._inflight_ids: set[str] = set()    # their webhook-ids
+        self._inflight_ids: set[str] = set()    # their message ids
         self._depth = 0                         # rows waiting, kept as a running count
         self._changes: list[Change] = []
         self._since_pick = 0
         self._partial_timed = False             # the dispatcher will wake for the partial batch
         self._closing = False
         self._failing = 0
-        self.peak_in_flight = 0                 # most concurrent requests seen (tests, bench)
+        self.peak_in_flight = 0                 # most concurrent deliveries seen (tests, bench)
         # tests and bench observe here: called once an outcome is stored in the outbox
         self.on_outcome: Callable[[Change], None] | None = None
 
@@ -381,22 +276,17 @@ class WebhookSink:
         """Run an outbox call. Without fsync (`outbox_sync: interval`) a call takes tens of
         microseconds and runs right here, which costs less than a hop to a thread and leaves one
         thread using the file, so no call ever waits for another's lock; with an fsync per record
-        the calls run on this endpoint's own thread, never blocking the event loop."""
+        the calls run on this sink's own thread, never blocking the event loop."""
         if self._executor is None:
-            raise OutboxError(f"webhook {self.name}: the sink is not started")
+            raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
         if self.cfg.outbox_sync == "interval":
             return fn(*args)
         return await self._in_thread(fn, *args)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
-            raise OutboxError(f"webhook {self.name}: the sink is not started")
+            raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.cfg.tls_verify:
-            return False
-        return ssl.create_default_context(cafile=self.cfg.ca_file)
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"outbox-{self.name}")
@@ -409,21 +299,14 @@ class WebhookSink:
             raise
         self._outbox = outbox
         self._depth = (await self._in_thread(outbox.stats, self.name))[0]
-        if urlsplit(self.cfg.url).scheme == "https" and not self.cfg.tls_verify:
-            log.warning("webhook %s: TLS certificate verification is off (tls.verify: false); anyone on "
-                        "the path can read and alter the records", self.name)
-        connector = aiohttp.TCPConnector(limit=self.cfg.concurrency, ssl=self._ssl(), keepalive_timeout=30)
-        headers = {"user-agent": f"callcause/{__version__}"}
-        headers.update({k: v.reveal() for k, v in self.cfg.headers.items()})
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        await self.transport.open()
         self._closing = False
-        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"webhook-{self.name}")
+        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.cfg.kind}-{self.name}")
         if self.cfg.outbox_sync == "interval":
-            self._syncer = asyncio.create_task(self._sync_loop(), name=f"webhook-{self.name}-sync")
+            self._syncer = asyncio.create_task(self._sync_loop(), name=f"{self.cfg.kind}-{self.name}-sync")
 
     async def write(self, record: CauseRecord) -> None:
-        """Return once the record is committed to the outbox (or is not for this endpoint)."""
+        """Return once the record is committed to the outbox (or is not for this sink)."""
         await self.write_many([record])
 
     async def write_many(self, records: Sequence[CauseRecord]) -> None:
@@ -433,7 +316,7 @@ class WebhookSink:
         if not wanted:
             return
         if self._outbox is None:
-            raise OutboxError(f"webhook {self.name}: the sink is not started")
+            raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
         rows = []
         for record in wanted:
             doc = self.cfg.pii.apply(record.document(self.lang))
@@ -462,7 +345,7 @@ class WebhookSink:
             self._wake.set()
 
     async def close(self) -> None:
-        """Finish in-flight requests within the grace period; what is left waits for the next start."""
+        """Finish in-flight deliveries within the grace period; what is left waits for the next start."""
         self._closing = True
         self._wake.set()
         if self._dispatcher is not None:
@@ -486,9 +369,9 @@ class WebhookSink:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if pending:
-                log.info("webhook %s: %d request(s) still open after the %.1f s grace period; their "
-                         "records stay in the outbox for the next start", self.name, len(pending),
-                         self.cfg.grace_s)
+                self._log.info("%s %s: %d request(s) still open after the %.1f s grace period; their "
+                               "records stay in the outbox for the next start", self.cfg.kind, self.name,
+                               len(pending), self.cfg.grace_s)
         if self._outbox is not None:
             changes, self._changes = self._changes, []
             try:
@@ -500,12 +383,10 @@ class WebhookSink:
                 depth, _ = await self._in_thread(self._outbox.stats, self.name)
                 metrics.OUTBOX_DEPTH.labels(endpoint=self.name).set(depth)
             except OutboxError as exc:
-                log.error("webhook %s: %s (those records will be sent again)", self.name, exc)
+                self._log.error("%s %s: %s (those records will be sent again)", self.cfg.kind, self.name, exc)
             await self._in_thread(self._outbox.close)
             self._outbox = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.transport.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -625,7 +506,7 @@ class WebhookSink:
                       now: float) -> float | None:
         batch = self.cfg.batch
         assert batch is not None
-        # batches formed earlier and due again keep their members and webhook-id
+        # batches formed earlier and due again keep their members and message id
         for msg_id in box.due_batches(self.name, now, free + len(exclude_ids)):
             if msg_id in exclude_ids:
                 continue
@@ -650,83 +531,49 @@ class WebhookSink:
             units.append(Delivery(msg_id, batch_body(members), members))
         return next_at
 
-    # --- one POST ------------------------------------------------------------------------
+    # --- one delivery ----------------------------------------------------------------------
 
     async def _send(self, unit: Delivery) -> None:
         try:
-            change = await self._attempt(unit)
+            outcome = await self.transport.deliver(unit)
         except asyncio.CancelledError:
             # close() gave up waiting: the rows stay as they are and go out on the next start
             self._inflight.difference_update(unit.seqs)
             self._inflight_ids.discard(unit.msg_id)
             raise
         except Exception as exc:   # a bug must not wedge the rows in memory
-            log.exception("webhook %s: unexpected error while sending %s", self.name, unit.msg_id)
-            change = self._failed(unit, None, f"internal error: {type(exc).__name__}", None)
-        self._changes.append(change)
+            self._log.exception("%s %s: unexpected error while sending %s", self.cfg.kind, self.name, unit.msg_id)
+            outcome = Outcome.retry(f"internal error: {type(exc).__name__}")
+        self._changes.append(self._settle(unit, outcome))
         self._wake.set()
 
-    async def _attempt(self, unit: Delivery) -> Change:
-        session = self._session
-        assert session is not None
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": unit.msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._keys, unit.msg_id, timestamp, unit.body),
-        }
-        try:
-            async with session.post(self.cfg.url, data=unit.body, headers=headers,
-                                    allow_redirects=False) as resp:
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-                answer = await resp.content.read(65536)
-        except TimeoutError:
-            return self._failed(unit, None, f"no answer within {self.cfg.timeout_s:g} s", None, kind="timeout")
-        except aiohttp.ClientConnectorCertificateError as exc:
-            return self._failed(unit, None, f"TLS certificate not trusted: {exc.certificate_error}", None,
-                                kind="tls", todo="set tls.ca_file to the CA that signed the receiver's "
-                                                 "certificate")
-        except aiohttp.ClientSSLError as exc:
-            return self._failed(unit, None, f"TLS failed: {exc}", None, kind="tls")
-        except aiohttp.ClientConnectorError as exc:
-            return self._failed(unit, None, f"cannot connect: {exc.os_error.strerror or exc.os_error}",
-                                None, kind="unreachable", todo="is the receiver running and reachable?")
-        except aiohttp.ClientError as exc:
-            return self._failed(unit, None, f"{type(exc).__name__}: {exc}", None, kind="http_error")
-        if 200 <= status < 300:
-            metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="delivered").inc()
+    def _settle(self, unit: Delivery, outcome: Outcome) -> Change:
+        """Turn a transport's outcome into the change to store: delivered, rescheduled or dead."""
+        if outcome.delivered:
+            self._deliveries.labels(endpoint=self.name, result="delivered").inc()
             if self._failing:
-                log.info("webhook %s: the receiver accepts records again after %d failed attempt(s)",
-                         self.name, self._failing)
+                self._log.info("%s %s: the receiver accepts records again after %d failed attempt(s)",
+                               self.cfg.kind, self.name, self._failing)
                 self._failing = 0
             return Change(unit.seqs, msg_id=unit.msg_id, delivered=True)
-        text = answer[:200].decode("utf-8", "replace").replace("\n", " ").replace("\r", " ").strip()
-        error = f"HTTP {status}" + (f": {text}" if text else "")
-        return self._failed(unit, status, error, retry_after)
-
-    def _failed(self, unit: Delivery, status: int | None, error: str, retry_after: str | None,
-                *, kind: str | None = None, todo: str = "") -> Change:
         now = time.time()
         attempts = unit.attempts + 1
         self._failing += 1
-        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="failed").inc()
-        permanent = status is not None and 300 <= status < 500 and status not in TRANSIENT_4XX
-        wait = parse_retry_after(retry_after, now) if status in RETRY_AFTER_STATUSES else None
+        self._deliveries.labels(endpoint=self.name, result="failed").inc()
+        wait = outcome.retry_after
         if wait is None:
             wait = self.cfg.retry.delay(attempts)
         deadline = unit.epoch + self.cfg.retry.max_age_s
-        if permanent or now + wait > deadline:
-            why = "the receiver refused it" if permanent else \
+        error = outcome.error
+        if outcome.dead or now + wait > deadline:
+            why = "the receiver refused it" if outcome.dead else \
                 f"undelivered for {now - unit.epoch:.0f} s (retry.max_age {self.cfg.retry.max_age_s:g} s)"
-            metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="dead_lettered").inc()
+            self._deliveries.labels(endpoint=self.name, result="dead_lettered").inc()
             self._problems.report(
                 "dead_letter", f"{unit.msg_id} is a dead letter after {attempts} attempt(s), {why}: {error}",
                 "fix the receiver, then `callcause outbox retry`", level=logging.ERROR, count=False)
             return Change(unit.seqs, msg_id=unit.msg_id, attempts=attempts, next_at=now, error=error, dead=True)
-        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.name, result="retried").inc()
-        self._problems.report(kind or (f"http_{status}" if status else "failed"),
-                              f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.3g} s",
-                              todo, count=False)
+        self._deliveries.labels(endpoint=self.name, result="retried").inc()
+        self._problems.report(outcome.kind, f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.3g} s",
+                              outcome.todo, count=False)
         return Change(unit.seqs, msg_id=unit.msg_id, attempts=attempts, next_at=now + wait, error=error)

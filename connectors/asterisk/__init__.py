@@ -1,0 +1,1 @@
+"""The Asterisk source: AMI wire protocol, call-leg correlation, and the source that runs them."""
