@@ -1,7 +1,7 @@
 """The daemon's configuration: YAML with line numbers, `${ENV}`, secrets, strict keys.
 
 Every error names the file, the line, the key and the fix. Each connector declares its own
-options with `Section` (see `connectors/ami.py`); this module owns the file format and the
+options with `Section` (see `connectors/asterisk/source.py`); this module owns the file format and the
 top-level keys of design.md section 6.
 """
 

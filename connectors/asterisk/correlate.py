@@ -23,7 +23,7 @@ from callcause.mapping.notation import parse_reason_header
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
 
-log = logging.getLogger("callcause.connectors.asterisk.source")
+log = logging.getLogger("callcause.connectors.ami")
 
 Fields = dict[str, str]
 Emit = Callable[[HangupClues], None]

@@ -21,7 +21,7 @@ from panoramisk.message import Message
 
 from callcause.problems import ProblemLog
 
-log = logging.getLogger("callcause.connectors.asterisk.source")
+log = logging.getLogger("callcause.connectors.ami")
 
 BANNER = b"Asterisk Call Manager/"
 TERMINATOR = b"\r\n\r\n"

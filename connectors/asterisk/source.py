@@ -1,8 +1,8 @@
 """The Asterisk source: logs in to the manager interface (AMI) and turns hangups into clues.
 
 Read top to bottom: the config (`parse_config`), then `AmiSource.run`, which connects
-through panoramisk with our wire protocol (`ami_protocol`), asks the server to filter, keeps
-a ping watchdog, feeds events to the correlator (`ami_correlate`) and reconnects with
+through panoramisk with our wire protocol (`protocol.py`), asks the server to filter, keeps
+a ping watchdog, feeds events to the correlator (`correlate.py`) and reconnects with
 exponential backoff and jitter, forever, until cancelled.
 """
 
@@ -24,7 +24,7 @@ from callcause.errors import ConfigError
 from callcause.pipeline import Emit, Source
 from callcause.problems import ProblemLog
 
-log = logging.getLogger("callcause.connectors.asterisk.source")
+log = logging.getLogger("callcause.connectors.ami")
 
 # Server-side filters (the `Filter` action, Asterisk 10+, legacy regex form that every
 # version understands). A filter is a POSIX extended regex matched against the whole event

@@ -1,7 +1,7 @@
 """The FreeSWITCH source: one `HangupClues` per ended call leg, read over the event socket (ESL).
 
 Records come from CHANNEL_HANGUP_COMPLETE, the event whose channel variables are final. The
-greenswitch connection runs in its own thread (`esl_client.EslSession`); events cross to the
+greenswitch connection runs in its own thread (`client.EslSession`); events cross to the
 asyncio loop through a bounded hand-off, and everything that keeps state across events
 (de-duplication, loopback legs, CHANNEL_HANGUP fallback) runs on the loop.
 """
