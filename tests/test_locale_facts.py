@@ -98,3 +98,18 @@ def test_zh_ringing_timeout_is_zhenling_chaoshi(key, field):
 def test_zh_has_no_dial_timeout_where_no_digits_are_dialled():
     # 拨号超时 reads as the inter-digit timeout; no entry is about dialling digits too slowly.
     assert "拨号超时" not in (LOCALES / "zh.yaml").read_text(encoding="utf-8")
+
+
+# Wordings the review replaced everywhere: outside the glossary, or calques.
+OUTSIDE_GLOSSARY = {
+    "de": ("Besetztanzeige", "Anrufbehandlung bei Nichtmelden"),
+    "ru": ("индикация BLF", "оператор сети", "оператора сети", "оператору сети", "форкинг",
+           "незарегистрированный код"),
+    "zh": ("忙灯", "拨号超时", "网络运营方", "用户缺席", "并发通道"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(OUTSIDE_GLOSSARY))
+def test_replaced_wordings_stay_gone(lang):
+    body = (LOCALES / f"{lang}.yaml").read_text(encoding="utf-8")
+    assert [w for w in OUTSIDE_GLOSSARY[lang] if w in body] == []
