@@ -4,9 +4,9 @@
 `Reason: Q.850;cause=34;text="..."`, `USER_BUSY`, `AST_CAUSE_CONGESTION`, `PRI_CAUSE_USER_BUSY`,
 `0x8290`, `82 90`, `Cause i = 0x829F08 - Normal, unspecified`, DialStatus values, the same
 values as `Header: value` lines copied from AMI or ESL, and cause lines from vendor debug output
-(Abilis CPX, libpri / chan_dahdi, Wireshark's Q.931 and ISUP dissectors, Avaya IP Office,
-AudioCodes; see `_DEBUG_LINES`). Anything else raises NotationError with one line saying what
-was understood and what was expected.
+(Abilis CPX, libpri / chan_dahdi, Sangoma's FreeTDM ISDN trace, Wireshark's Q.931 and ISUP
+dissectors, Avaya IP Office, AudioCodes; see `_DEBUG_LINES`). Anything else raises
+NotationError with one line saying what was understood and what was expected.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ EXPECTED = ("a SIP code (486, 'SIP/2.0 480 No money left', 'SIP 486 Busy Here', 
             "a Q.850 cause (q850:34, cause=34, 'Reason: Q.850;cause=34'), a cause name (USER_BUSY, "
             "AST_CAUSE_CONGESTION, PRI_CAUSE_USER_BUSY, GWAPP_USER_BUSY), a DialStatus (BUSY), a DSS1 "
             "cause IE (0x8290, '82 90', 'Cause i = 0x829F08', 'CAUSE: 82 90') or a cause line from "
-            "libpri, Wireshark or IP Office debug output (see the README)")
+            "libpri, Sangoma, Wireshark or IP Office debug output (see the README)")
 
 
 @dataclass(slots=True)
@@ -214,6 +214,10 @@ _SIG_PRI = re.compile(r"(?:^|\s)Span \d+: Channel \d+/\d+ got hangup(?: request)
 # ".001 0000 = Cause value: Normal call clearing (16)" (the bit mask is optional here).
 _WIRESHARK = re.compile(r"^(?:[.01 ]+=\s*)?Cause (?:value|indicator): .*\((\d+)\)$",
                         re.IGNORECASE)
+# FreeTDM ftmod_sangoma_isdn (Sangoma ISDN stack) Q.931 trace, ftmod_sangoma_isdn_trace.c:
+# "  Cause:coding:ITU-T(0) location:Public network, local user(2) val:Normal call clearing(16)".
+_SANGOMA = re.compile(r"^(?:Cause:\s*)?coding:[^()]*\((\d)\) location:[^()]*\((\d+)\) val:.*\((\d+)\)$",
+                      re.IGNORECASE)
 # Avaya IP Office System Monitor: "Cause=16, Normal call clearing"; 103 and up are its own.
 _IP_OFFICE = re.compile(r"^Cause=(\d+), [A-Za-z].*$", re.IGNORECASE)
 _H323_CAUSE = re.compile(r"^h323-disconnect-cause\s*[=:]", re.IGNORECASE)
@@ -227,8 +231,15 @@ def _libpri_cause(m: re.Match, text: str) -> Notation:
                     f"to cause {cause_value} (class {cause_value >> 4})")
     if location is None:
         return Notation("q850", text, q850=cause_value)
-    if int(location) > 15:
-        raise _fail(f"understood a libpri cause line in {text!r}, but location {location} is not 0-15")
+    return _dss1_fields(coding, location, cause, text, "a libpri cause line")
+
+
+def _dss1_fields(coding: str, location: str, cause: str, text: str, what: str) -> Notation:
+    """A cause IE printed field by field (coding standard, location, cause value)."""
+    cause_value = _q850_value(cause, text)
+    if int(coding) > 3 or int(location) > 15:
+        raise _fail(f"understood {what} in {text!r}, but coding standard {coding} / location "
+                    f"{location} is outside 0-3 / 0-15")
     octets = bytes([0x80 | int(coding) << 5 | int(location), 0x80 | cause_value])
     return Notation("dss1", text, q850=cause_value, dss1=decode_cause_ie(octets, text))
 
@@ -264,6 +275,7 @@ _DEBUG_LINES: tuple[tuple[re.Pattern, Callable[[re.Match, str], Notation]], ...]
     (_SIG_PRI, lambda m, text: Notation("q850", text, q850=_q850_value(m.group(1), text),
                                         dialect="asterisk")),
     (_WIRESHARK, lambda m, text: Notation("q850", text, q850=_q850_value(m.group(1), text))),
+    (_SANGOMA, lambda m, text: _dss1_fields(*m.groups(), text, "a Sangoma ISDN trace line")),
     (_IP_OFFICE, _ip_office),
     (_H323_CAUSE, _h323_cause),
 )

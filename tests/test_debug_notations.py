@@ -44,6 +44,13 @@ READ = [
     # ... and "Span %d: Channel %d/%d got hangup request, cause %d\n".
     pytest.param("    -- Span 2: Channel 0/3 got hangup request, cause 17", 17, None, "busy",
                  id="sig-pri-hangup-request"),
+    # FreeSWITCH libs/freetdm ftmod_sangoma_isdn_trace.c (Sangoma's ISDN stack), which prints the
+    # cause element as "  %s:" (the element name) then "coding:%s(%d) location:%s(%d) val:%s(%d)"
+    # with the names of its dcodQ931BcCodingStandardTable / IelocationTable / CauseCodeTable.
+    pytest.param("  Cause:coding:ITU-T(0) location:Public network, local user(2) "
+                 "val:Normal call clearing(16)", 16, "LN", "answered", id="sangoma-freetdm-isdn-trace"),
+    pytest.param("coding:ITU-T(0) location:Private network, remote user(5) val:User busy(17)",
+                 17, "RPN", "busy", id="sangoma-freetdm-without-element-name"),
     # Wireshark epan/dissectors/packet-q931.c, field hf_q931_cause_value "Cause value"
     # (q931.cause_value, mask 0x7f), as `tshark -V` shows it with its bit mask.
     pytest.param(".001 0000 = Cause value: Normal call clearing (16)", 16, None, "answered",
@@ -109,6 +116,8 @@ REFUSED = [
     ("GWAPP_NOT_A_REASON", "AudioCodes"),
     ("TrmReason: RELEASE_BECAUSE_NOANSWER", "no table knows"),
     ("Cause value: Normal call clearing (200)", "outside 0-127"),
+    ("Cause:coding:ITU-T(0) location:User(0) val:Unknown(130)", "outside 0-127"),
+    ("Cause:coding:ITU-T(7) location:User(0) val:User busy(17)", "coding standard 7"),
 ]
 
 
