@@ -220,6 +220,10 @@ _SANGOMA = re.compile(r"^(?:Cause:\s*)?coding:[^()]*\((\d)\) location:[^()]*\((\
                       re.IGNORECASE)
 # Avaya IP Office System Monitor: "Cause=16, Normal call clearing"; 103 and up are its own.
 _IP_OFFICE = re.compile(r"^Cause=(\d+), [A-Za-z].*$", re.IGNORECASE)
+# Cisco IOS `debug voip ccapi inout`: "ccCallDisconnect (callID=0x1B, cause=0x10 tag=0x0)"; the
+# CCAPI cause values are the Q.850 value in hexadecimal (Cisco's "Details of Cause Codes and Debug
+# Values for VoIP": CC_CAUSE_NORM = 0x10, normal call clearing (16)).
+_CISCO_CCAPI = re.compile(r"(?:^|[\s(,])cause\s*=\s*0x([0-9a-f]{1,2})(?![0-9a-f])", re.IGNORECASE)
 _H323_CAUSE = re.compile(r"^h323-disconnect-cause\s*[=:]", re.IGNORECASE)
 
 
@@ -277,6 +281,7 @@ _DEBUG_LINES: tuple[tuple[re.Pattern, Callable[[re.Match, str], Notation]], ...]
     (_WIRESHARK, lambda m, text: Notation("q850", text, q850=_q850_value(m.group(1), text))),
     (_SANGOMA, lambda m, text: _dss1_fields(*m.groups(), text, "a Sangoma ISDN trace line")),
     (_IP_OFFICE, _ip_office),
+    (_CISCO_CCAPI, lambda m, text: Notation("q850", text, q850=_q850_value(str(int(m.group(1), 16)), text))),
     (_H323_CAUSE, _h323_cause),
 )
 

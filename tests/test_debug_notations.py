@@ -67,6 +67,10 @@ READ = [
     # TrmReason), values GWAPP_*; see mapping/tables/vendor_names.yaml.
     pytest.param("TrmReason: GWAPP_USER_BUSY", 17, None, "busy", id="audiocodes-trmreason"),
     pytest.param("GWAPP_NO_ANSWER_FROM_USER_ALERTED", 19, None, "no_answer", id="audiocodes-name"),
+    # Cisco IOS `debug voip ccapi inout`; Cisco's "Details of Cause Codes and Debug Values for VoIP"
+    # lists the CCAPI cause values in hexadecimal (CC_CAUSE_NORM = 0x10, CC_CAUSE_BUSY = 0x11).
+    pytest.param("ccCallDisconnect (callID=0x1B, cause=0x11 tag=0x0)", 17, None, "busy", id="cisco-ccapi"),
+    pytest.param("cause=0x10", 16, None, "answered", id="cisco-ccapi-bare"),
     # Cisco IOS `debug isdn q931` (Cisco document 8607, "Understanding debug isdn q931
     # Disconnect Cause Codes"), as printed there without a space after '='.
     pytest.param("Cause i =0x829F08 - Normal,unspecified or Special intercept, call blocked group "
@@ -117,6 +121,7 @@ REFUSED = [
     ("TrmReason: RELEASE_BECAUSE_NOANSWER", "no table knows"),
     ("Cause value: Normal call clearing (200)", "outside 0-127"),
     ("Cause:coding:ITU-T(0) location:User(0) val:Unknown(130)", "outside 0-127"),
+    ("ccCallDisconnect (callID=0x1B, cause=0x90 tag=0x0)", "outside 0-127"),
     ("Cause:coding:ITU-T(7) location:User(0) val:User busy(17)", "coding standard 7"),
 ]
 
