@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from callcause import metrics
+from callcause.config import SafeLoader
 from callcause.record import Texts
 
 LOCALES_DIR = Path(__file__).parent / "locales"
@@ -51,8 +51,31 @@ def _flatten(data: dict) -> dict[str, Entry]:
     return out
 
 
+class _LocaleFiles(dict[str, dict[str, Entry]]):
+    """lang -> entries, each file read the first time its language is asked for: a command
+    that prints one language (`explain`) must not pay for parsing all four."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def __missing__(self, lang: str) -> dict[str, Entry]:
+        path = self.directory / f"{lang}.yaml"
+        if lang not in SUPPORTED or not path.exists():
+            raise KeyError(lang)
+        with path.open(encoding="utf-8") as fh:
+            entries = self[lang] = _flatten(yaml.load(fh, Loader=SafeLoader))
+        return entries
+
+    def get(self, lang: str, default: dict[str, Entry] | None = None) -> dict[str, Entry] | None:  # type: ignore[override]
+        try:
+            return self[lang]
+        except KeyError:
+            return default
+
+
 class Locales:
-    """All locale files, flattened to `section.key -> {summary, detail, advice}`."""
+    """The locale files, flattened to `section.key -> {summary, detail, advice}`."""
 
     def __init__(self, entries: dict[str, dict[str, Entry]]) -> None:
         self.entries = entries
@@ -60,13 +83,8 @@ class Locales:
 
     @classmethod
     def load(cls, directory: Path = LOCALES_DIR) -> Locales:
-        entries: dict[str, dict[str, Entry]] = {}
-        for lang in SUPPORTED:
-            path = directory / f"{lang}.yaml"
-            if path.exists():
-                with path.open(encoding="utf-8") as fh:
-                    entries[lang] = _flatten(yaml.safe_load(fh))
-        if "en" not in entries:
+        entries = _LocaleFiles(directory)
+        if entries.get("en") is None:
             raise FileNotFoundError(f"the English locale {directory / 'en.yaml'} is missing")
         return cls(entries)
 
@@ -85,6 +103,8 @@ class Locales:
         base = en.get(key, {})
         wanted = self.entries.get(lang, {}).get(key) if lang != "en" else base
         if lang != "en" and (wanted is None or any(f not in wanted for f in FIELDS)):
+            from callcause import metrics  # here: `explain` need not load the metrics client
+
             metrics.LOCALE_FALLBACK.labels(lang=lang).inc()
             if lang not in self._warned:
                 self._warned.add(lang)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from callcause.config import SafeLoader
 from callcause.record import CATEGORIES, FAULTS, HANGUP_SOURCES, SEVERITIES
 
 TABLES_DIR = Path(__file__).parent / "tables"
@@ -162,7 +163,7 @@ class Tables:
 def _read(name: str, directory: Path) -> dict[str, Any]:
     path = directory / name
     with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        data = yaml.load(fh, Loader=SafeLoader)
     if not isinstance(data, dict):
         raise TableError(f"{path.name}: expected a mapping at the top")
     return data
