@@ -2,6 +2,8 @@
 
 SIGTERM/SIGINT stop the sources, drain what the pipeline holds into the sinks and exit 0;
 SIGHUP reloads the overrides (a bad file keeps the old table) and reopens log files.
+A source task that ends (it never should: sources reconnect by themselves) is restarted by
+a supervisor with backoff, logged as the error it is, counted, and not ready while down.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from callcause import metrics
@@ -24,6 +26,8 @@ from callcause.pipeline import Pipeline, Sink, Source
 log = logging.getLogger("callcause.daemon")
 
 DRAIN_TIMEOUT = 30.0      # seconds SIGTERM waits for queued records to reach the sinks
+RESTART_MIN = 1.0         # first wait before a source that ended is started again, seconds
+RESTART_MAX = 60.0        # the most it waits, after repeated ends
 
 
 def _builder(table: dict[str, str], kind: str, config: Config) -> Callable[..., Any]:
@@ -94,6 +98,9 @@ class Daemon:
         self.pipeline = Pipeline(self.translator, self.sinks)
         self.stop = asyncio.Event()
         self.health: Any = None
+        self.down: set[str] = set()          # sources whose task ended, waiting for a restart
+        self.restart_min, self.restart_max = RESTART_MIN, RESTART_MAX
+        self.restart_wait: Callable[[float], Awaitable[None]] = asyncio.sleep   # tests hold it
 
     def reload(self) -> bool:
         """SIGHUP: new overrides if the file is valid, else keep the old ones; reopen logs."""
@@ -115,7 +122,7 @@ class Daemon:
         return True
 
     def readiness(self) -> dict[str, bool]:
-        ready = {f"source:{s.name}": s.connected for s in self.sources}
+        ready = {f"source:{s.name}": s.connected and s.name not in self.down for s in self.sources}
         for sink in self.sinks:
             ready[f"sink:{sink.name}"] = bool(getattr(sink, "ready", True))
         return ready
@@ -135,10 +142,8 @@ class Daemon:
             await self.health.start()
         freeze_long_lived()
         consumer = asyncio.create_task(self.pipeline.run(), name="pipeline")
-        tasks = [asyncio.create_task(src.run(self.pipeline.emit), name=f"source:{src.name}")
+        tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.name}")
                  for src in self.sources]
-        for task in tasks:
-            task.add_done_callback(self._source_ended)
         log.info("callcause running: %d source(s), %d sink(s)", len(tasks), len(self.sinks))
         try:
             await self.stop.wait()
@@ -164,11 +169,31 @@ class Daemon:
         log.info("stopped after %d record(s)", self.pipeline.records)
         return 0
 
-    def _source_ended(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        log.error("%s stopped unexpectedly: %s", task.get_name(), exc or "returned")
+    async def _supervise(self, source: Source) -> None:
+        """Run a source until cancelled, restarting it with backoff whenever it ends."""
+        loop = asyncio.get_running_loop()
+        delay = self.restart_min
+        while True:
+            started = loop.time()
+            try:
+                await source.run(self.pipeline.emit)
+                why, exc = "its task returned", None
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                why, exc = f"{type(error).__name__}: {error}", error
+            if loop.time() - started > self.restart_max:
+                delay = self.restart_min     # it ran a good while: a fresh failure, not a loop
+            self.down.add(source.name)
+            metrics.SOURCE_RESTARTS.labels(source=source.name).inc()
+            metrics.SOURCE_UP.labels(source=source.name).set(0)
+            log.error("source:%s stopped unexpectedly (%s); no records come from it until it is "
+                      "restarted in %.1f s; please report this", source.name, why, delay,
+                      exc_info=exc)
+            await self.restart_wait(delay)
+            delay = min(delay * 2, self.restart_max)
+            self.down.discard(source.name)
+            log.info("source:%s restarted", source.name)
 
 
 def main(args: Any) -> int:

@@ -39,5 +39,12 @@ WEBHOOK_DELIVERIES = Counter("callcause_webhook_deliveries_total",
 OUTBOX_DEPTH = Gauge("callcause_outbox_depth", "Records waiting in the outbox", ["endpoint"])
 OUTBOX_OLDEST_AGE = Gauge("callcause_outbox_oldest_age_seconds",
                           "Age of the oldest record waiting in the outbox", ["endpoint"])
+RECORDS_SET_ASIDE = Counter("callcause_records_set_aside_total",
+                            "Records that can never be written (a deterministic error), set aside so "
+                            "later ones flow; by sink, or translator when no record could be built",
+                            ["sink"])
+SOURCE_RESTARTS = Counter("callcause_source_restarts_total",
+                          "Source tasks that ended unexpectedly and were restarted by the supervisor",
+                          ["source"])
 OVERRIDE_RELOADS = Counter("callcause_override_reloads_total", "Reloads of the overrides file by result",
                            ["result"])

@@ -6,22 +6,34 @@ while the sinks were busy goes to them as one group (`write_many`, where a sink 
 a burst costs one outbox commit instead of one per record. A sink that fails is retried with
 backoff on the same records, so nothing accepted is dropped: the queue in front grows
 instead, and sources may `await pipeline.writable()` to slow their reading.
+
+Retrying helps only with failures that can pass (a full disk, a locked outbox). A record that
+can never be written (it cannot be translated or rendered: a deterministic error) would hold
+every later record behind it forever; it is logged with its id, counted in
+`callcause_records_set_aside_total` and set aside (a sink with `set_aside` keeps it, e.g. as a
+dead letter in its outbox), and the records after it flow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from callcause import metrics
-from callcause.record import CauseRecord, HangupClues
+from callcause.record import CauseRecord, HangupClues, record_id
 
 log = logging.getLogger("callcause.pipeline")
 
 Emit = Callable[[HangupClues], None]
+
+# Raised by rendering or serialising one particular record: retrying it raises them again.
+# OSError and the sinks' own errors (OutboxError) are not among them: those may pass.
+PERMANENT_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, AttributeError,
+                    RecursionError)
 
 
 @runtime_checkable
@@ -48,6 +60,7 @@ class Sink(Protocol):
     async def write(self, record: CauseRecord) -> None: ...
 
     # optional: `async def write_many(self, records)` accepting a group at once, all or none
+    # optional: `async def set_aside(self, record, error)` keeping a record it can never write
 
     async def close(self) -> None: ...
 
@@ -106,11 +119,41 @@ class Pipeline:
                 raise
             except Exception as exc:  # a sink's failure must not lose the record
                 metrics.SINK_WRITES.labels(sink=sink.name, result="error").inc()
+                group = pending if write_many is not None else pending[:1]
+                if _permanent(exc, group):
+                    if len(group) > 1:
+                        # find the record(s) at fault: the others are written one by one
+                        for record in group:
+                            await self._deliver(sink, [record])
+                        return
+                    await self._set_aside(sink, pending.pop(0), exc)
+                    delay = 0.1
+                    continue
                 more = f" and {len(pending) - 1} more" if len(pending) > 1 else ""
                 log.error("sink %s: cannot write record %s%s: %s; retrying in %.1f s",
                           sink.name, pending[0].id, more, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _set_aside(self, sink: Sink, record: CauseRecord, exc: BaseException) -> None:
+        metrics.RECORDS_SET_ASIDE.labels(sink=sink.name).inc()
+        kept = ""
+        set_aside = getattr(sink, "set_aside", None)
+        if set_aside is not None:
+            try:
+                kept = await set_aside(record, f"{type(exc).__name__}: {exc}")
+            except Exception as again:   # keeping it failed too: the log line is all that is left
+                kept = f"; keeping it failed too ({again!r})"
+        c = record.clues
+        log.error("sink %s: record %s (source %s, leg %s) can never be written: %s: %s; set aside%s, "
+                  "the records after it go on; please report this with the PBX's event",
+                  sink.name, record.id, c.source_name, c.leg_id, type(exc).__name__, exc, kept)
+
+    def _unbuildable(self, clues: HangupClues, exc: Exception) -> None:
+        metrics.RECORDS_SET_ASIDE.labels(sink="translator").inc()
+        log.error("record %s (source %s, leg %s) cannot be built from its clues: %r; set aside, the "
+                  "records after it go on; please report this with the PBX's event",
+                  record_id(clues.source_name, clues.leg_id), clues.source_name, clues.leg_id, exc)
 
     async def process(self, clues: HangupClues) -> CauseRecord:
         return (await self.process_many([clues]))[0]
@@ -118,7 +161,10 @@ class Pipeline:
     async def process_many(self, batch: Sequence[HangupClues]) -> list[CauseRecord]:
         records = []
         for clues in batch:
-            records.append(self.build(clues))
+            try:
+                records.append(self.build(clues))
+            except Exception as exc:   # deterministic: retrying cannot help, and must not block
+                self._unbuildable(clues, exc)
             if len(records) % self.YIELD_EVERY == 0:
                 # let the socket readers run: Asterisk drops a manager client that does not
                 # read for about 100 ms, and a thread sharing the GIL stretches every step
@@ -178,3 +224,17 @@ class Pipeline:
                 await sink.close()
             except Exception as exc:   # one sink's failure must not keep the others open
                 log.error("sink %s: error while closing: %s", sink.name, exc)
+
+
+def _permanent(exc: BaseException, records: Sequence[CauseRecord]) -> bool:
+    """Will writing these records fail again however often it is tried? Yes for the errors
+    of rendering a record, and for any error when one of them cannot even be rendered
+    (`datetime` reports some out-of-range times as OSError)."""
+    if isinstance(exc, PERMANENT_ERRORS):
+        return True
+    for record in records:
+        try:
+            json.dumps(record.document("en"), ensure_ascii=False).encode()
+        except Exception:
+            return True
+    return False

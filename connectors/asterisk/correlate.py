@@ -22,6 +22,7 @@ from callcause import metrics
 from callcause.mapping.notation import parse_reason_header
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
+from callcause.wire import ascii_decimal, ascii_int, sane_duration, sane_epoch
 
 log = logging.getLogger("callcause.connectors.ami")
 
@@ -42,7 +43,7 @@ VARIABLES = frozenset({
 _TECH_KEYS = ("techcause", "tech", "sipcause")
 _TARGET_KEYS = ("dialedchannel", "dialed")
 
-_TECH_STRING = re.compile(r"^\s*SIP\s+(\d{3})\s*(.*?)\s*$", re.IGNORECASE)
+_TECH_STRING = re.compile(r"^\s*SIP\s+([0-9]{3})\s*(.*?)\s*$", re.IGNORECASE)
 _CHANNEL = re.compile(r"^([A-Za-z0-9_]+)/(.+?)(?:-[0-9a-fA-F]+)?(?:<ZOMBIE>)?$")
 _LOCAL = re.compile(r"^Local/(.+);([12])(?:<ZOMBIE>)?$", re.IGNORECASE)
 _UNKNOWN = ("", "<unknown>", "<Unknown>")
@@ -76,30 +77,15 @@ def parse_tech(value: str | None) -> tuple[int, str | None] | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit() and len(value) == 3:
-        return int(value), None
+    if len(value) == 3 and (code := ascii_int(value)) is not None:
+        return code, None
     m = _TECH_STRING.match(value)
     if not m:
         return None
     return int(m.group(1)), (m.group(2) or None)
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return int(value) if value.isdigit() else None
-
-
-def _event_time(fields: Fields) -> float:
-    """Epoch seconds of an event: its `Timestamp` (timestampevents=yes) or now."""
-    ts = fields.get("timestamp")
-    if ts:
-        try:
-            return float(ts)
-        except ValueError:
-            pass
-    return time.time()
+_int = ascii_int
 
 
 def parse_reason(text: str) -> list[ReasonHeader]:
@@ -198,7 +184,32 @@ class Correlator:
         if handler is None:
             return
         fields["event"] = name
-        handler(fields)
+        try:
+            handler(fields)
+        except Exception as exc:   # one event the code cannot handle must cost that event only
+            self.failed(f"{name} event (Uniqueid {fields.get('uniqueid')!r})", exc)
+
+    def failed(self, what: str, exc: Exception) -> None:
+        """One problem-log line and a count for input that raised where it should not have."""
+        self.problems.report("event_error", f"{what} could not be handled: {exc!r}",
+                             "it was dropped and the source goes on; please report this with "
+                             "the event's text", level=logging.ERROR)
+
+    def _event_time(self, fields: Fields) -> float:
+        """Epoch seconds of an event: its `Timestamp` (timestampevents=yes), else now.
+
+        A Timestamp that is not a plausible time (mangled, or a PBX clock far off) gives the
+        receive time instead, with a problem line: a record must stay writable."""
+        ts = fields.get("timestamp")
+        if ts:
+            value = ascii_decimal(ts)
+            if sane_epoch(value):
+                return value  # type: ignore[return-value]
+            self.problems.report("bad_event_time",
+                                 f"{fields.get('event', 'an')} event has Timestamp {ts[:40]!r}, "
+                                 "not a plausible time", "the receive time is used instead; "
+                                 "check the PBX's clock")
+        return time.time()
 
     def sweep(self) -> None:
         """Emit legs whose late clues did not come, evict legs that outlived the TTL."""
@@ -207,10 +218,10 @@ class Correlator:
             for uid, deadline in list(self.waiting.items()):
                 if deadline <= now:
                     leg = self.legs.get(uid)
-                    if leg is not None:
-                        self._finish(leg)
-                    else:
+                    if leg is None:
                         self.waiting.pop(uid, None)
+                    else:
+                        self._finish_safely(leg)
         self._evict(now)
 
     def disconnected(self) -> None:
@@ -219,7 +230,7 @@ class Correlator:
             leg = self.legs.get(uid)
             if leg is not None:
                 leg.gap = True
-                self._finish(leg)
+                self._finish_safely(leg)
         for leg in self.legs.values():
             leg.gap = True
 
@@ -232,7 +243,7 @@ class Correlator:
             leg.hangup = {}
             leg.end_time = time.time()
             leg.final_read = self.clock()
-            self._finish(leg)
+            self._finish_safely(leg)
         return len(gone)
 
     def flush(self) -> None:
@@ -240,7 +251,7 @@ class Correlator:
         for uid in list(self.waiting):
             leg = self.legs.get(uid)
             if leg is not None:
-                self._finish(leg)
+                self._finish_safely(leg)
 
     # --- state helpers ----------------------------------------------------------------
 
@@ -334,7 +345,7 @@ class Correlator:
     def _mark_start(self, leg: Leg, fields: Fields) -> None:
         if not leg.started:
             leg.started = True
-            leg.start_time = _event_time(fields)
+            leg.start_time = self._event_time(fields)
 
     # --- events -----------------------------------------------------------------------
 
@@ -450,7 +461,7 @@ class Correlator:
                                  f"Hangup for channel {leg.channel or uid} has no Cause header",
                                  "recorded without a Q.850 cause")
         leg.hangup = f
-        leg.end_time = _event_time(f)
+        leg.end_time = self._event_time(f)
         tech = parse_tech(f.get("techcause"))
         if tech:
             leg.tech_cause = tech[0]
@@ -539,9 +550,9 @@ class Correlator:
         leg = self.legs.get(f.get("uniqueid", ""))
         if leg is None:
             return
-        billsec = f.get("billableseconds")
-        if billsec and billsec.isdigit():
-            leg.billsec = float(billsec)
+        billsec = _int(f.get("billableseconds"))
+        if billsec is not None:
+            leg.billsec = sane_duration(float(billsec))
         if (f.get("disposition") or "").upper() == "ANSWERED":
             leg.answered = True
 
@@ -587,6 +598,14 @@ class Correlator:
                 self.records += 1
         finally:
             self._forget(leg)
+
+    def _finish_safely(self, leg: Leg) -> None:
+        """`_finish` outside an event handler (sweep, reconnect, shutdown): a leg whose clues
+        cannot be built costs that leg only; `_finish` forgets it even when it raises."""
+        try:
+            self._finish(leg)
+        except Exception as exc:
+            self.failed(f"ended leg {leg.channel or leg.uid}", exc)
 
     def _forget(self, leg: Leg) -> None:
         """Drop a leg; its channel name and role stay while its call has live legs, because
@@ -676,7 +695,7 @@ class Correlator:
                 clean(h.get("exten")) if h.get("exten") not in ("s", "h") else None)
         duration = None
         if leg.start_time is not None and leg.end_time is not None:
-            duration = round(max(0.0, leg.end_time - leg.start_time), 3)
+            duration = sane_duration(round(max(0.0, leg.end_time - leg.start_time), 3))
         answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
         if answered is None and (leg.started or leg.dialed):
             answered = False
@@ -749,10 +768,12 @@ def _cel_extra(extra: str) -> tuple[int | None, str, str]:
     if extra.startswith("{"):
         try:
             data = json.loads(extra)
-        except ValueError:
+        except (ValueError, RecursionError):
+            return None, "", ""
+        if not isinstance(data, dict):
             return None, "", ""
         cause = data.get("hangupcause")
-        return (int(cause) if isinstance(cause, int | str) and str(cause).isdigit() else None,
+        return (ascii_int(str(cause)) if isinstance(cause, int | str) and not isinstance(cause, bool) else None,
                 str(data.get("hangupsource") or ""), str(data.get("dialstatus") or ""))
     parts = [*extra.split(",", 2), "", ""]
     return _int(parts[0]), parts[1].strip(), parts[2].strip()

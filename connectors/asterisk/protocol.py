@@ -25,6 +25,11 @@ log = logging.getLogger("callcause.connectors.ami")
 
 BANNER = b"Asterisk Call Manager/"
 TERMINATOR = b"\r\n\r\n"
+# Every AMI frame starts with `Event:` or `Response:`, so a second such line inside a frame is
+# where a frame that lost its blank line ended and the next began. Not `Response:` inside an
+# event: OriginateResponse carries a `Response: Failure` header of its own.
+_EVENT_LINE = b"\r\nEvent: "
+_RESPONSE_LINE = b"\r\nResponse: "
 MAX_FRAME_BYTES = 1 << 20
 
 Fields = dict[str, str]
@@ -114,7 +119,7 @@ class AmiProtocol(AMIProtocol):
             if end - start > self.max_frame:
                 self._oversized(end - start)
             elif end > start:
-                events += self._frame(data[start:end])
+                events += self._frames(data[start:end])
             start = end + 4
         rest = len(data) - start
         if rest > self.max_frame:
@@ -152,6 +157,35 @@ class AmiProtocol(AMIProtocol):
                 "oversized_frame",
                 f"a frame of more than {self.max_frame} bytes ({size} so far) was dropped",
                 "the peer is not speaking AMI correctly, or a channel variable is huge")
+
+    def _frames(self, raw: bytes) -> int:
+        """Split what the terminator delimited at every further `Event:`/`Response:` line
+        (one resync line in the log), then handle each frame; returns the events seen."""
+        cut = _next_start(raw)
+        if cut < 0:
+            return self._guarded(raw)
+        if self.problems is not None:
+            self.problems.report("resync", "a frame without its blank line ran into the next "
+                                 "one; split where the next `Event:`/`Response:` line starts",
+                                 "the peer or a proxy loses bytes; both frames were kept")
+        events = 0
+        while cut >= 0:
+            events += self._guarded(raw[:cut])
+            raw = raw[cut + 2:]
+            cut = _next_start(raw)
+        return events + self._guarded(raw)
+
+    def _guarded(self, raw: bytes) -> int:
+        try:
+            return self._frame(raw)
+        except Exception as exc:   # one frame the code cannot handle must never end the reader
+            if self.problems is not None:
+                start = raw[:raw.find(b"\r\n")] if b"\r\n" in raw else raw[:40]
+                self.problems.report("event_error", f"a frame ({start[:60]!r}, {len(raw)} bytes) "
+                                     f"could not be handled: {exc!r}", "it was dropped and the "
+                                     "source goes on; please report this with the frame",
+                                     level=logging.ERROR)
+            return 0
 
     def _frame(self, raw: bytes) -> int:
         """Handle one frame; returns 1 when it was an event."""
@@ -195,6 +229,16 @@ class AmiProtocol(AMIProtocol):
         if not fields:
             return None
         return fields
+
+
+def _next_start(raw: bytes) -> int:
+    """Offset of the CRLF before a second frame start inside `raw`, or -1."""
+    cut = raw.find(_EVENT_LINE, 1)
+    if raw.startswith(b"Response: "):
+        response = raw.find(_RESPONSE_LINE, 1)
+        if response >= 0 and (cut < 0 or response < cut):
+            cut = response
+    return cut
 
 
 class AmiManager(Manager):

@@ -172,6 +172,9 @@ class AmiSource(Source):
                 except (OSError, TimeoutError, ConnectionError) as exc:
                     log.warning("%s: connection failed: %s; retrying in %.1f s",
                                 self.where, _why(exc), delay)
+                except Exception:   # a bug in one session must cost that session, not the source
+                    log.exception("%s: the session failed unexpectedly; reconnecting in %.1f s",
+                                  self.where, delay)
                 finally:
                     self._lost()
                 # full jitter on the upper half: spreads reconnects of many daemons
@@ -347,7 +350,10 @@ class AmiSource(Source):
         while True:
             await asyncio.sleep(interval)
             if self.correlator is not None:
-                self.correlator.sweep()
+                try:
+                    self.correlator.sweep()
+                except Exception as exc:   # the sweeper must outlive any one leg
+                    self.correlator.failed("the periodic sweep", exc)
 
 
 def _why(exc: BaseException) -> str:

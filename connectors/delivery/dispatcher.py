@@ -31,7 +31,7 @@ from callcause.connectors.delivery.outbox import SYNC_MODES, Change, Outbox, Out
 from callcause.pii import PiiPolicy, parse_pii
 from callcause.pipeline import Sink
 from callcause.problems import ProblemLog
-from callcause.record import CATEGORIES, RECORD_TYPE, SEVERITIES, CauseRecord
+from callcause.record import CATEGORIES, RECORD_TYPE, SEVERITIES, CauseRecord, iso_time
 
 BATCH_TYPE = "call.hangup.batch"
 T = TypeVar("T")
@@ -343,6 +343,22 @@ class OutboxSink(Sink):
         # batching: wake the dispatcher for a full batch, or when it has no partial batch timed yet
         if batch is None or not self._partial_timed or self._since_pick >= batch.max_records:
             self._wake.set()
+
+    async def set_aside(self, record: CauseRecord, error: str) -> str:
+        """Keep a record the pipeline can never write as a dead letter, so `callcause outbox
+        list --dead` shows it. Its document could not be rendered, so the row holds only what
+        identifies it; `callcause outbox purge --id` removes it once looked at."""
+        if self._outbox is None:
+            raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
+        c = record.clues
+        stub = {"id": record.id, "type": RECORD_TYPE, "unwritable": error,
+                "source": {"name": c.source_name, "kind": c.source_kind},
+                "call": {"leg_id": str(c.leg_id), "call_id": str(c.call_id)}}
+        now = time.time()
+        await self._db(self._outbox.add_dead, self.name, record.id, iso_time(now),
+                       json.dumps(stub, ensure_ascii=False).encode("utf-8", "replace"),
+                       f"unwritable record: {error}", now)
+        return f" as a dead letter in the outbox of {self.name} (`callcause outbox list --dead`)"
 
     async def close(self) -> None:
         """Finish in-flight deliveries within the grace period; what is left waits for the next start."""

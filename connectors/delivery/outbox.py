@@ -209,6 +209,19 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(explain_sqlite_error(self.path, exc)) from None
 
+    def add_dead(self, endpoint: str, record_id: str, event_time: str, data: bytes, error: str,
+                 now: float) -> None:
+        """Commit a row that is a dead letter from the start (a record that cannot be sent)."""
+        conn = self.accept_conn
+        try:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO outbox (endpoint, record_id, event_time, data, accepted, epoch,"
+                    " next_at, last_error, dead) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    (endpoint, record_id, event_time, data, now, now, now, error))
+        except sqlite3.Error as exc:
+            raise OutboxError(explain_sqlite_error(self.path, exc)) from None
+
     # --- delivering ----------------------------------------------------------------------
 
     def apply(self, changes: Iterable[Change]) -> None:

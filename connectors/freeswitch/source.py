@@ -29,6 +29,7 @@ from callcause.mapping.tables import builtin_dispositions, builtin_tables
 from callcause.pipeline import Source
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
+from callcause.wire import ascii_int, sane_duration, sane_epoch
 
 log = logging.getLogger("callcause.esl")
 
@@ -137,31 +138,33 @@ def _value(h: Mapping[str, str], key: str) -> str | None:
 
 
 def _int(h: Mapping[str, str], key: str) -> int | None:
-    value = _value(h, key)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    return ascii_int(h.get(key))
 
 
 def _sip_status(text: str | None) -> int | None:
     """`sip:486` (proto_specific_hangup_cause) -> 486."""
     if text and text.lower().startswith("sip:"):
-        try:
-            return int(text[4:])
-        except ValueError:
-            return None
+        return ascii_int(text[4:])
     return None
 
 
 def _seconds(h: Mapping[str, str], msec_key: str, sec_key: str) -> float | None:
     ms = _int(h, msec_key)
     if ms is not None:
-        return ms / 1000.0
+        return sane_duration(ms / 1000.0)
     s = _int(h, sec_key)
-    return float(s) if s is not None else None
+    return sane_duration(float(s)) if s is not None else None
+
+
+def _event_time(h: Mapping[str, str], problems: list[str]) -> float:
+    """Epoch seconds of the event (`Event-Date-Timestamp`, microseconds); the receive time
+    when it is missing, or not a plausible time (a record must stay writable)."""
+    stamp = _int(h, "Event-Date-Timestamp")
+    if stamp is not None and sane_epoch(stamp / 1_000_000):
+        return stamp / 1_000_000
+    if _value(h, "Event-Date-Timestamp") is not None:
+        problems.append("bad_event_time")
+    return time.time()
 
 
 def _relayed_failure(h: Mapping[str, str]) -> int | None:
@@ -244,7 +247,6 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
     answer_epoch = _value(h, "variable_answer_epoch")
     answered = (answered_time != "0") if answered_time is not None else (
         (answer_epoch != "0") if answer_epoch is not None else None)
-    stamp = _int(h, "Event-Date-Timestamp")
     reason_text = _value(h, "variable_sip_reason")
     clues = HangupClues(
         source_name=source_name,
@@ -273,7 +275,7 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
         dial_status=_value(h, "variable_originate_disposition") or _value(h, "variable_DIALSTATUS"),
         disposition=disposition,
         hangup_source=hangup_source(disposition, direction, cause, relayed),  # type: ignore[arg-type]
-        ended_at=stamp / 1_000_000 if stamp else time.time(),
+        ended_at=_event_time(h, problems),
         received_at=received_at if received_at is not None else time.monotonic(),
         source_version=version,
         incomplete=incomplete,
@@ -559,6 +561,12 @@ class EslSource(Source):
             self.problems.report("conversion_error", f"cannot read a {name} event: {exc!r}", source=self.name)
             return
         for kind in problems:
+            if kind == "bad_event_time":
+                self.problems.report(kind, f"a {name} event has Event-Date-Timestamp "
+                                     f"{str(h.get('Event-Date-Timestamp'))[:40]!r}, not a plausible time",
+                                     "the receive time is used instead; check the PBX's clock",
+                                     source=self.name)
+                continue
             self._report(kind, f"a {name} event has no {kind.removeprefix('missing_').replace('_', '-')}; "
                                "recorded with what it has, marked incomplete")
         for kind in getattr(h, "problems", ()):
@@ -654,7 +662,11 @@ class EslSource(Source):
         step = max(0.01, min(1.0, self.cfg.complete_wait / 2, max(self.cfg.internal_leg_wait, 0.02) / 2))
         while True:
             await asyncio.sleep(step)
-            self.tracker.sweep()
+            try:
+                self.tracker.sweep()
+            except Exception as exc:   # the sweeper must outlive any one leg
+                self.problems.report("internal_error", f"sweeping held legs failed: {exc!r}",
+                                     source=self.name, level=logging.ERROR)
 
     async def run(self, emit: Callable[[HangupClues], None]) -> None:
         loop = asyncio.get_running_loop()
