@@ -128,6 +128,27 @@ async def test_a_frame_without_its_blank_line_keeps_the_next_real_event(tmp_path
     assert "resync" in caplog.text
 
 
+def test_frames_split_at_a_second_event_line_and_stray_blank_lines_are_skipped():
+    """At the wire layer: a blank line too many before a frame, a frame glued to the next,
+    and OriginateResponse's own `Response:` header, which is no frame boundary."""
+    from callcause.connectors.asterisk.protocol import AmiProtocol
+    from callcause.problems import ProblemLog
+
+    seen: list[tuple[str, dict]] = []
+    proto = AmiProtocol()
+    proto.on_event = lambda name, fields: seen.append((name, fields))
+    proto.wanted = frozenset({"hangup", "originateresponse", "newchannel"})
+    proto.problems = ProblemLog("test")
+    proto.connection_made(None)
+    proto.banner_seen = True
+    proto.data_received(b"\r\n\r\nEvent: Hangup\r\nUniqueid: 1.1\r\n\r\n"
+                        b"Event: Newchannel\r\nUniqueid: 1.2\r\nEvent: Hangup\r\nUniqueid: 1.3\r\n\r\n"
+                        b"Event: OriginateResponse\r\nResponse: Failure\r\nUniqueid: 1.4\r\n\r\n")
+    assert [(name, f["uniqueid"]) for name, f in seen] == [
+        ("hangup", "1.1"), ("newchannel", "1.2"), ("hangup", "1.3"), ("originateresponse", "1.4")]
+    assert seen[3][1]["response"] == "Failure"
+
+
 async def test_a_source_task_that_ends_is_restarted_and_not_ready_meanwhile(tmp_path, caplog):
     """The source's task fails once (injected); the supervisor counts and logs it, /readyz
     answers 503 while it is down, and after the (injected) backoff wait it records again."""

@@ -30,6 +30,7 @@ TERMINATOR = b"\r\n\r\n"
 # event: OriginateResponse carries a `Response: Failure` header of its own.
 _EVENT_LINE = b"\r\nEvent: "
 _RESPONSE_LINE = b"\r\nResponse: "
+_CRLF = b"\r\n"
 MAX_FRAME_BYTES = 1 << 20
 
 Fields = dict[str, str]
@@ -161,6 +162,11 @@ class AmiProtocol(AMIProtocol):
     def _frames(self, raw: bytes) -> int:
         """Split what the terminator delimited at every further `Event:`/`Response:` line
         (one resync line in the log), then handle each frame; returns the events seen."""
+        if raw[0] in _CRLF:
+            # a stray blank line before a frame must not turn the event after it into garbage
+            raw = raw.lstrip(b"\r\n")
+            if not raw:
+                return 0
         cut = _next_start(raw)
         if cut < 0:
             return self._guarded(raw)
