@@ -15,6 +15,7 @@ import re
 # Longer is never a PBX's counter or cause and would only cost int() time (or hit the
 # interpreter's 4300-digit limit).
 MAX_DIGITS = 18
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", re.ASCII)
 
 # An event time outside these years is a broken clock or a mangled value: the receive time
@@ -52,4 +53,16 @@ def sane_duration(value: float | None) -> float | None:
     """A duration in seconds as given, or None when it cannot be one."""
     if value is None or not math.isfinite(value) or not 0.0 <= value <= MAX_DURATION_S:
         return None
+    return value
+
+
+def clean_text(value: str) -> str:
+    """A string that can be written as UTF-8: lone surrogates (which a JSON `\\ud800` escape
+    produces) become U+FFFD instead of failing every sink that encodes the record."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
     return value

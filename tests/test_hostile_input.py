@@ -252,6 +252,30 @@ async def test_an_absurd_event_time_between_real_calls_falls_back_to_the_receive
     assert middle["time"] >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(started - 60))
 
 
+async def test_an_event_json_frame_with_lone_surrogates_still_gives_a_writable_record(tmp_path):
+    """JSON escapes can carry lone surrogates (`\\ud800`), which no UTF-8 sink can encode; a
+    peer may send `text/event-json` whatever format was asked for."""
+    from callcause.connectors.simulator.esl import event_frame, frame_body, plain_headers
+
+    busy = frames("freeswitch-sip486-busy.txt", only="CHANNEL_HANGUP_COMPLETE")
+    odd = json.loads(json.dumps(plain_headers(frame_body(with_fresh_ids(busy)[0]))))
+    odd["Caller-Caller-ID-Number"] = "1000\ud800"
+    odd["variable_sip_reason"] = 'Q.850;cause=17;text="busy\udcff"'
+    raw = event_frame(json.dumps(odd).encode(), "text/event-json")
+    with EslServer(PASSWORD) as server:
+        daemon = Daemon(load_config(esl_config(tmp_path, server.port)))
+        task = asyncio.create_task(daemon.run())
+        assert await server.subscribed(1)
+        server.send_events(with_fresh_ids(busy))
+        server.send_raw(raw)
+        server.send_events(with_fresh_ids(busy))
+        await wait_until(lambda: len(records(tmp_path)) == 2 * len(busy) + 1, 10)
+        daemon.stop.set()
+        assert await asyncio.wait_for(task, 15) == 0
+    doc = next(d for d in records(tmp_path) if d["call"]["leg_id"] == odd["Unique-ID"])
+    assert doc["call"]["from"] == "1000\ufffd"
+
+
 # --- the pipeline: a record no sink can write is set aside, the rest flow -----------------------
 
 async def test_an_unwritable_record_is_set_aside_and_later_records_flow(tmp_path, caplog):

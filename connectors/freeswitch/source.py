@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
@@ -29,7 +30,7 @@ from callcause.mapping.tables import builtin_dispositions, builtin_tables
 from callcause.pipeline import Source
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
-from callcause.wire import ascii_int, sane_duration, sane_epoch
+from callcause.wire import ascii_int, clean_text, sane_duration, sane_epoch
 
 log = logging.getLogger("callcause.esl")
 
@@ -292,8 +293,22 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
         if value is not None:
             extra[name] = value
     clues.extra = extra
+    if not getattr(h, "encoded", True):
+        _clean_strings(clues)   # event-json: JSON escapes can carry lone surrogates
     links = frozenset(v for k in _LINK_KEYS if (v := _value(h, k)) is not None) | {leg_id}
     return clues, links, problems
+
+
+def _clean_strings(clues: HangupClues) -> None:
+    for f in dataclasses.fields(clues):
+        value = getattr(clues, f.name)
+        if isinstance(value, str):
+            setattr(clues, f.name, clean_text(value))
+    clues.extra = {k: clean_text(v) for k, v in clues.extra.items()}
+    for reason in clues.reason_headers:
+        reason.protocol = clean_text(reason.protocol)
+        reason.text = clean_text(reason.text) if reason.text is not None else None
+        reason.location = clean_text(reason.location) if reason.location is not None else None
 
 
 # --- Thread -> loop hand-off ------------------------------------------------------------------
