@@ -55,11 +55,13 @@ GARBAGE_NUMBERS = ["²", "²²²", "٣٤", "-1", "+17", "1_000", "1e400", "nan",
                    "9" * 40, "17 ", " 486", "4\x0086", "１７", "486.5", "99999999999999999999"]
 ABSURD_TIMES_AMI = ["99999999999.0", "1e300", "-5", "253402300800", "0.0", "nan"]
 ABSURD_TIMES_ESL = ["99999999999999999999", "9" * 17, "0", "-1", "1e30", "²"]
-AMI_NUMBERS = ("Cause", "TechCause", "ChannelState", "BillableSeconds", "Timestamp", "Duration")
+AMI_NUMBERS = ("Cause", "TechCause", "ChannelState", "BillableSeconds", "Timestamp", "Duration", "Reason")
 ESL_NUMBERS = ("variable_hangup_cause_q850", "variable_sip_term_status", "variable_duration",
                "variable_billsec", "variable_mduration", "variable_billmsec",
                "variable_sip_invite_failure_status", "Event-Date-Timestamp",
-               "variable_proto_specific_hangup_cause", "Caller-Channel-Answered-Time")
+               "variable_proto_specific_hangup_cause", "Caller-Channel-Answered-Time",
+               "variable_sip_reason")
+REASON_KEYS = (b"Reason", b"variable_sip_reason")   # a Reason header: the number is its cause=
 
 
 @dataclass
@@ -125,6 +127,10 @@ def _lines_mutation(rng: random.Random, lines: list[bytes], numbers: tuple[str, 
     elif kind == 1:                                       # garbage where a number belongs
         name = rng.choice(numbers).encode()
         value = rng.choice(GARBAGE_NUMBERS).encode()
+        if name in REASON_KEYS:
+            value = b"Q.850;cause=" + value + b';text="x"'
+        if name == b"TechCause" and rng.random() < 0.5:
+            value = b"SIP " + value + b" Busy Here"
         hit = [i for i, ln in enumerate(lines) if ln.startswith(name + sep)]
         if hit:
             lines[rng.choice(hit)] = name + sep + value
@@ -362,7 +368,11 @@ async def _run_ami(directory: Path, stream: list[bytes], rng: random.Random,
         await sim.wait_logins(1, timeout=30)
         await asyncio.sleep(0.3)          # login, filters, CoreSettings: the source is reading
         for piece in chunks(rng, stream):
-            await sim.send_raw(piece)
+            try:
+                await sim.send_raw(piece)
+            except ConnectionError:
+                await asyncio.sleep(0.5)    # the daemon dropped the connection: it logs why
+                await sim.wait_logins(sim.logins + 1, timeout=30)
         await _legs_seen(daemon, expect)
         return daemon, sim.logins, _peak_rss_mb(daemon.proc.pid), daemon.proc.poll() is None
 

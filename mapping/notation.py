@@ -119,7 +119,7 @@ def parse_reason_header(text: str, *, lenient: bool = False) -> list[ReasonHeade
         protocol = m.group(1)
         params = {k.lower(): (v or "").strip() for k, v in _PARAM.findall(m.group(2) or "")}
         cause = params.get("cause", "")
-        if not cause.isdigit():
+        if not (cause.isascii() and cause.isdigit()):   # `²` is a digit to isdigit(), not to int()
             if lenient:
                 continue
             raise _fail(f"understood a Reason header ({protocol}), but cause={cause!r} is not a number")

@@ -70,6 +70,13 @@ def test_techcause_with_non_ascii_digits_is_no_sip_code(text):
     assert correlate.parse_tech(text) is None
 
 
+def test_a_reason_header_with_a_non_ascii_cause_is_skipped_not_raised():
+    from callcause.mapping.notation import parse_reason_header
+
+    assert parse_reason_header('Q.850;cause=²;text="x", SIP;cause=486', lenient=True)[0].cause == 486
+    assert parse_reason_header("Q.850;cause=٣", lenient=True) == []
+
+
 # --- Asterisk, through the real daemon --------------------------------------------------------
 
 async def test_an_event_that_raises_costs_that_event_only(tmp_path, monkeypatch, caplog):

@@ -25,6 +25,8 @@ import gevent.queue
 import gevent.socket
 from greenswitch.esl import ESLEvent, InboundESL, NotConnectedError
 
+from callcause.wire import ascii_int
+
 log = logging.getLogger("callcause.esl")
 
 # A FreeSWITCH envelope is two or three short lines; anything far longer without a blank
@@ -354,8 +356,8 @@ class GuardedInboundESL(InboundESL):
         length: int | None = None
         if length_text is not None:
             try:
-                length = int(length_text)
-                if length < 0:
+                length = ascii_int(length_text)   # int() would take `+5`, `1_0` or `٣`
+                if length is None:
                     raise ValueError
             except ValueError:
                 self.report("bad_content_length", f"Content-Length {length_text!r} is not a size; frame skipped")
