@@ -167,16 +167,22 @@ def _flip(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
+def _bytes_mutation(rng: random.Random, roll: float, data: bytes) -> bytes | None:
+    """Flipped bytes, a truncation or plain garbage; None for the other mutations."""
+    if roll < 0.15:
+        return _flip(rng, data)
+    if roll < 0.25:
+        return data[:rng.randrange(1, len(data) + 1)]
+    if roll < 0.28:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200)))
+    return None
+
+
 def mutate_ami(rng: random.Random, frame: bytes) -> bytes:
     """One mutated AMI frame, with its terminator (or, on purpose, without its blank line)."""
     roll = rng.random()
-    if roll < 0.15:
-        body = _flip(rng, frame)
-    elif roll < 0.25:
-        body = frame[:rng.randrange(1, len(frame) + 1)]
-    elif roll < 0.30:
-        body = bytes(rng.randrange(256) for _ in range(rng.randint(1, 200)))
-    else:
+    body = _bytes_mutation(rng, roll, frame)
+    if body is None:
         lines = frame.split(b"\r\n")
         body = b"\r\n".join(_lines_mutation(rng, lines, AMI_NUMBERS, b": ", ABSURD_TIMES_AMI, "Timestamp"))
     body = body.replace(b"\r\n\r\n", b"\r\n")   # a blank line is a frame end: keep one, at the end
@@ -189,12 +195,9 @@ def mutate_esl(rng: random.Random, frame: bytes) -> bytes:
     """One mutated ESL event frame (its Content-Length usually fitting the mutated body)."""
     body = frame_body(frame)
     roll = rng.random()
-    if roll < 0.15:
-        body = _flip(rng, body)
-    elif roll < 0.25:
-        body = body[:rng.randrange(1, len(body) + 1)]
-    elif roll < 0.28:
-        return event_frame(bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))))
+    mutated = _bytes_mutation(rng, roll, body)
+    if mutated is not None:
+        body = mutated
     elif roll < 0.31:
         # the same event as text/event-json, a JSON escape giving a lone surrogate in a value
         headers = plain_headers(body)

@@ -14,6 +14,7 @@ import pytest
 from ami_support import SECRET, fixture, wait_until
 from esl_support import PASSWORD, frames, metric
 from test_daemon import records, write_config
+from test_esl_daemon import write_config as esl_config
 
 from callcause import metrics, wire
 from callcause.config import load_config
@@ -217,26 +218,6 @@ async def http_get(port: int, path: str) -> tuple[int, dict]:
 
 # --- FreeSWITCH: an absurd time between real calls (issue: one record wedging every sink) ------
 
-def esl_config(tmp_path, port: int) -> str:
-    secret = tmp_path / "esl.secret"
-    secret.write_text(PASSWORD + "\n")
-    path = tmp_path / "callcause.yaml"
-    path.write_text(f"""\
-sources:
-  - name: fs-hostile
-    kind: freeswitch
-    host: 127.0.0.1
-    port: {port}
-    password_file: {secret}
-    reconnect_min: 0.05
-sinks:
-  - kind: log
-    path: {tmp_path / "records.jsonl"}
-    stdout: off
-""")
-    return str(path)
-
-
 async def test_an_absurd_event_time_between_real_calls_falls_back_to_the_receive_time(tmp_path):
     busy = frames("freeswitch-sip486-busy.txt", only="CHANNEL_HANGUP_COMPLETE")
     absurd = [f.replace(b"Event-Date-Timestamp: ", b"Event-Date-Timestamp: 99999999999999999")
@@ -245,14 +226,14 @@ async def test_an_absurd_event_time_between_real_calls_falls_back_to_the_receive
         daemon = Daemon(load_config(esl_config(tmp_path, server.port)))
         task = asyncio.create_task(daemon.run())
         assert await server.subscribed(1)
-        before = metric("callcause_malformed_input_total", source="fs-hostile", kind="bad_event_time")
+        before = metric("callcause_malformed_input_total", source="fs-daemon", kind="bad_event_time")
         started = time.time()
         server.send_events(with_fresh_ids(busy) + absurd + with_fresh_ids(busy))
         await wait_until(lambda: len(records(tmp_path)) == 3 * len(busy), 10)
         daemon.stop.set()
         assert await asyncio.wait_for(task, 15) == 0
     docs = records(tmp_path)
-    assert metric("callcause_malformed_input_total", source="fs-hostile", kind="bad_event_time") == before + len(busy)
+    assert metric("callcause_malformed_input_total", source="fs-daemon", kind="bad_event_time") == before + len(busy)
     odd = [d for d in docs if not d["time"].startswith(("2024", "2025", "2026"))]
     assert not odd
     middle = docs[len(busy)]
