@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 import yaml
 
+from callcause.config import SafeLoader
 from callcause.errors import NotationError
 from callcause.mapping.tables import TABLES_DIR, Tables
 from callcause.record import ReasonHeader
@@ -306,7 +307,7 @@ def _abilis(value: str, text: str) -> Notation:
 def vendor_names(directory: Path = TABLES_DIR) -> dict[str, tuple[str, int]]:
     """Vendor cause names (AudioCodes GWAPP_USER_BUSY) -> (vendor, Q.850 value)."""
     with (directory / "vendor_names.yaml").open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+        raw = yaml.load(fh, Loader=SafeLoader)
     return {str(name).upper(): (vendor, int(value))
             for vendor, names in raw.items() for name, value in names.items()}
 
