@@ -155,8 +155,10 @@ class Pipeline:
                   "records after it go on; please report this with the PBX's event",
                   record_id(clues.source_name, clues.leg_id), clues.source_name, clues.leg_id, exc)
 
-    async def process(self, clues: HangupClues) -> CauseRecord:
-        return (await self.process_many([clues]))[0]
+    async def process(self, clues: HangupClues) -> CauseRecord | None:
+        """One leg's record, written; None when it could not even be built (logged)."""
+        records = await self.process_many([clues])
+        return records[0] if records else None
 
     async def process_many(self, batch: Sequence[HangupClues]) -> list[CauseRecord]:
         records = []

@@ -311,3 +311,24 @@ async def test_an_unwritable_record_becomes_a_dead_letter_of_the_webhook_outbox(
         box.close()
     assert [(row[0], row[1]) for row in dead] == [(out[2].id, "hook")]
     assert dead[0][4].startswith("unwritable record:")
+
+
+async def test_clues_the_translator_cannot_explain_cost_that_record_only(tmp_path, caplog):
+    class Failing(Translator):
+        def explain(self, c, dialect=None):
+            if c.leg_id.endswith(".2"):
+                raise KeyError("injected translator failure")
+            return super().explain(c, dialect)
+
+    base = Translator.default()
+    sink = LogSink(LogConfig(path=str(tmp_path / "records.jsonl"), stdout="off"), "en")
+    pipeline = Pipeline(Failing(base.tables, base.locales), [sink])
+    await pipeline.start_sinks()
+    before = metrics.RECORDS_SET_ASIDE.labels(sink="translator")._value.get()
+    clues = [HangupClues("replay", "asterisk", f"1733246400.{i}", q850=17) for i in (1, 2, 3)]
+    assert await pipeline.process(clues[1]) is None
+    await pipeline.process_many(clues)
+    await pipeline.close_sinks()
+    assert [r["call"]["leg_id"] for r in records(tmp_path)] == ["1733246400.1", "1733246400.3"]
+    assert metrics.RECORDS_SET_ASIDE.labels(sink="translator")._value.get() == before + 2
+    assert "(source replay, leg 1733246400.2) cannot be built" in caplog.text
