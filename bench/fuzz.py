@@ -24,10 +24,12 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +107,7 @@ class Result:
         return out
 
     def line(self) -> str:
-        kinds = ", ".join(f"{k} {n}" for k, n in self.problems.most_common(8))
+        kinds = ", ".join(f"{k} {n}" for k, n in self.problems.most_common(12))
         return (f"{self.protocol}: seed {self.seed}, {self.frames} mutated frames, {self.real_calls} real calls "
                 f"({self.expected_legs} legs in the control run); real legs recorded exactly once "
                 f"{self.expected_legs - self.missing - self.duplicated}/{self.expected_legs} (missing "
@@ -113,7 +115,7 @@ class Result:
                 f"{self.tracebacks}, source deaths {self.source_deaths}, logins {self.logins}, max RSS "
                 f"{self.max_rss_mb:.1f} MB (control run {self.control_rss_mb:.1f} MB), "
                 f"daemon alive {self.alive}, {self.seconds:.1f} s"
-                + (f"; problems logged: {kinds}" if kinds else ""))
+                + (f"; problems counted (callcause_malformed_input_total): {kinds}" if kinds else ""))
 
 
 # --- mutations -------------------------------------------------------------------------------
@@ -302,6 +304,8 @@ def _config(directory: Path, protocol: str, port: int) -> Path:
 """
     path = directory / "callcause.yaml"
     path.write_text(f"""language: en
+metrics:
+  listen: 127.0.0.1:{_free_port()}
 sources:
 {source}sinks:
   - kind: log
@@ -309,6 +313,29 @@ sources:
     stdout: off
 """, encoding="utf-8")
     return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _problem_counts(config: Path) -> Counter[str]:
+    """`callcause_malformed_input_total` by kind, scraped from the daemon's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = int(config.read_text().split("listen: 127.0.0.1:", 1)[1].split()[0])
+    counts: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name == "callcause_malformed_input":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        counts[sample.labels["kind"]] += int(sample.value)
+    return counts
 
 
 def _records(path: Path) -> list[dict]:
@@ -335,6 +362,7 @@ class _Daemon:
         self.stderr = open(directory / "stderr.log", "wb")   # noqa: SIM115 (closed in stop)
         cmd = [sys.executable, "-m", "callcause.cli", "run", "-c", str(_config(directory, protocol, port))]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.problems: Counter[str] = Counter()
 
     @property
     def records(self) -> list[dict]:
@@ -377,6 +405,7 @@ async def _run_ami(directory: Path, stream: list[bytes], rng: random.Random,
                 await asyncio.sleep(0.5)    # the daemon dropped the connection: it logs why
                 await sim.wait_logins(sim.logins + 1, timeout=30)
         await _legs_seen(daemon, expect)
+        daemon.problems = _problem_counts(daemon.directory / "callcause.yaml")
         return daemon, sim.logins, _peak_rss_mb(daemon.proc.pid), daemon.proc.poll() is None
 
 
@@ -403,6 +432,7 @@ async def _run_esl(directory: Path, stream: list[bytes], rng: random.Random,
         for piece in chunks(rng, stream):
             server.send_raw(piece)
         await _legs_seen(daemon, expect)
+        daemon.problems = _problem_counts(daemon.directory / "callcause.yaml")
         return daemon, server.logins, _peak_rss_mb(daemon.proc.pid), daemon.proc.poll() is None
 
 
@@ -431,11 +461,7 @@ async def run_one(protocol: str, seed: int, frames: int, calls: int | None = Non
     result.tracebacks = log.count("Traceback (most recent call last)")
     result.source_deaths = log.count("stopped unexpectedly")
     result.logins, result.max_rss_mb, result.alive = logins, rss, alive
-    for line in log.splitlines():
-        parts = line.split(": ")
-        if len(parts) >= 3 and (" WARNING " in line or " ERROR " in line):
-            kind = parts[2].split(" ")[0]
-            result.problems[kind] += 1
+    result.problems = daemon.problems
     result.stderr_tail = "\n".join(log.splitlines()[-15:])
     return result
 
