@@ -155,8 +155,9 @@ def parse_plain(text: str) -> tuple[DecodedHeaders, str]:
     if bad:
         headers.problems.add("bad_header_line")
     if inner and "Content-Length" in raw:
-        with contextlib.suppress(ValueError):
-            inner = inner[: int(raw["Content-Length"])]
+        length = ascii_int(raw["Content-Length"])
+        if length is not None:
+            inner = inner[:length]
     else:
         inner = inner.strip("\n")
     return headers, inner
