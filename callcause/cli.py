@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print records as JSON Lines")
     p.add_argument("--source", default="replay",
                    help="source name for the records (use the live source's name to get the same record ids)")
+    p.add_argument("--alerts", action="store_true",
+                   help="back-test the trunk alert rules on the recorded event times")
+    p.add_argument("--rules", default=None, help="with --alerts: the rules of this file instead of the config's")
 
     p = sub.add_parser("outbox", help="list, retry or purge webhook deliveries in the outbox")
     p.add_argument("action", choices=("list", "retry", "purge"))

@@ -94,6 +94,12 @@ class Daemon:
         self.pipeline = Pipeline(self.translator, self.sinks)
         self.stop = asyncio.Event()
         self.health: Any = None
+        self.trunks: Any = None
+        if config.trunks is not None and config.trunks.enabled:
+            from callcause.trunks.monitor import TrunkMonitor
+
+            self.trunks = TrunkMonitor(config.trunks, sinks=self.sinks, translator_of=lambda: self.translator)
+            self.pipeline.observers.append(self.trunks.observe)
 
     def reload(self) -> bool:
         """SIGHUP: new overrides if the file is valid, else keep the old ones; reopen logs."""
@@ -131,10 +137,12 @@ class Daemon:
         if self.config.metrics.listen:
             from callcause.health import HealthServer
 
-            self.health = HealthServer(self.config.metrics.listen, self.readiness)
+            self.health = HealthServer(self.config.metrics.listen, self.readiness,
+                                       trunks=self.trunks.snapshot if self.trunks is not None else None)
             await self.health.start()
         freeze_long_lived()
         consumer = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        evaluator = asyncio.create_task(self.trunks.run(), name="trunks") if self.trunks is not None else None
         tasks = [asyncio.create_task(src.run(self.pipeline.emit), name=f"source:{src.name}")
                  for src in self.sources]
         for task in tasks:
@@ -155,6 +163,11 @@ class Daemon:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
+            if evaluator is not None:
+                evaluator.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await evaluator
+                await self.trunks.flush()      # alert events decided before the stop
             await self.pipeline.close_sinks()
             if self.health is not None:
                 await self.health.close()

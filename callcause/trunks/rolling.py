@@ -1,8 +1,9 @@
 """Figures over rolling windows, for the daemon: bounded memory, an injected clock.
 
-Each leg is counted once, into a 10-second bucket of its group. A bucket that leaves the
-finest series is folded into the next, coarser one (and so on), so a window of any length is
-the sum of a few dozen buckets and adding a leg costs one `Totals.add`, whatever the windows.
+Each leg is counted once, into a 10-second bucket of its group. A bucket older than what the
+finest series must cover (the 5-minute window) is folded into the next, coarser series (2-minute
+buckets for the hour), and so on, so a window of any length is the sum of a few dozen buckets
+and adding a leg costs one `Totals.add`, whatever the windows.
 Groups beyond `max_groups` count as one `other` group; a group with no leg for longer than
 the longest window is forgotten.
 """
@@ -26,25 +27,36 @@ log = logging.getLogger("callcause.trunks")
 
 DEFAULT_WINDOWS = (60, 300, 3600)
 BASE_WIDTH = 10            # seconds of the finest bucket
-BUCKETS = 30               # buckets per series: the series widths grow by this factor
+BUCKETS = 30               # a window is served by buckets at most 1/30 of its length
 OTHER_KEY = GroupKey(OTHER, OTHER, OTHER)
 
 
-def series_widths(longest: float) -> list[int]:
-    """10 s, 300 s, 9000 s ...: enough series that the coarsest spans the longest window."""
-    widths = [BASE_WIDTH]
-    while widths[-1] * BUCKETS < longest:
-        widths.append(widths[-1] * BUCKETS)
-    return widths
+def series_plan(windows: Iterable[float], base: int = BASE_WIDTH) -> list[tuple[int, float]]:
+    """(bucket width, horizon) per series: a window of W seconds is served by buckets at most
+    W/30 wide, so it is exact to a thirtieth; each width is a multiple of the one before, so a
+    bucket folds into exactly one coarser bucket. 1 min, 5 min, 1 h -> 10 s for 5 min, 120 s
+    for 1 h."""
+    plan: list[tuple[int, float]] = []
+    for w in sorted(set(windows)):
+        width = max(base, int(w // BUCKETS))
+        if plan:
+            prev = plan[-1][0]
+            width = max(prev, width // prev * prev)
+            if width == prev:
+                plan[-1] = (prev, max(plan[-1][1], w))
+                continue
+        plan.append((width, w))
+    return plan
 
 
 class Series:
     """Buckets of one width, newest on the right."""
 
-    __slots__ = ("buckets", "width")
+    __slots__ = ("buckets", "horizon", "width")
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, horizon: float) -> None:
         self.width = width
+        self.horizon = horizon
         self.buckets: deque[tuple[int, Totals]] = deque()
 
     def bucket(self, index: int) -> Totals | None:
@@ -62,9 +74,9 @@ class Series:
 class Group:
     __slots__ = ("key", "last", "series")
 
-    def __init__(self, key: GroupKey, widths: list[int]) -> None:
+    def __init__(self, key: GroupKey, plan: list[tuple[int, float]]) -> None:
         self.key = key
-        self.series = [Series(w) for w in widths]
+        self.series = [Series(w, h) for w, h in plan]
         self.last = 0.0
 
     def add(self, leg: Leg, table: ClassTable) -> bool:
@@ -86,7 +98,7 @@ class Group:
     def roll(self, now: float) -> None:
         """Fold buckets that left a series into the next one; drop what left the last."""
         for level, series in enumerate(self.series):
-            oldest = int(now // series.width) - BUCKETS
+            oldest = int((now - series.horizon) // series.width)    # buckets ending before the horizon
             nxt = self.series[level + 1] if level + 1 < len(self.series) else None
             while series.buckets and series.buckets[0][0] < oldest:
                 index, totals = series.buckets.popleft()
@@ -103,9 +115,10 @@ class Group:
         out = Totals()
         start = now - span
         for series in self.series:
-            for index, totals in reversed(series.buckets):
-                # a bucket counts when its end lies inside the window
-                if (index + 1) * series.width <= start:
+            for _index, totals in reversed(series.buckets):
+                # a bucket counts when its newest leg lies inside the window: a bucket folded
+                # from a finer series holds only legs older than that series' horizon
+                if totals.last is None or totals.last <= start:
                     break
                 out.merge(totals)
         return out
@@ -121,11 +134,12 @@ class RollingStats:
 
     def __init__(self, classes: ClassTable | None = None, *, windows: Iterable[float] = DEFAULT_WINDOWS,
                  max_groups: int = 1000, destinations: Destinations | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, resolution: int = BASE_WIDTH) -> None:
         self.classes = classes or load_classes()
         self.windows = tuple(sorted(set(windows)))
         self.longest = max(self.windows)
-        self.widths = series_widths(self.longest)
+        self.plan = series_plan(self.windows, resolution)
+        self.resolution = resolution
         self.max_groups = max_groups
         self.destinations = destinations
         self.clock = clock
@@ -156,10 +170,10 @@ class RollingStats:
                 key = OTHER_KEY
                 group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = Group(key, self.widths)
+                group = self.groups[key] = Group(key, self.plan)
         if not group.add(leg, self.classes):
             self.late_legs += 1
-        if leg.time - self._rolled_at >= BASE_WIDTH:
+        if leg.time - self._rolled_at >= self.resolution:
             self.roll()      # keeps memory bounded even when nobody reads the figures
         return key
 
@@ -175,10 +189,10 @@ class RollingStats:
         """Fold and drop old buckets; forget groups idle for longer than the longest window.
         Cheap to call often: it does its work at most once per finest bucket."""
         now = self.clock() if now is None else now
-        if now - self._rolled_at < BASE_WIDTH:
+        if now - self._rolled_at < self.resolution:
             return
         self._rolled_at = now
-        idle = now - self.longest - self.widths[-1]
+        idle = now - self.longest - self.plan[-1][0]
         for key in [k for k, g in self.groups.items() if g.last < idle]:
             del self.groups[key]
         for group in self.groups.values():
