@@ -148,8 +148,9 @@ async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor
     await pipe.start_sinks()
     try:
         for clues in sorted(legs, key=lambda c: c.ended_at):
-            await pipe.process_many([clues])
+            monitor.advance(clues.ended_at)     # alerts due before this leg come before its record
             await monitor.flush()
+            await pipe.process_many([clues])
         monitor.finish()
         await monitor.flush()
     finally:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from callcause.record import iso_time
+from callcause.trunks.classes import ClassTable
 from callcause.trunks.legs import Cause, GroupKey
 from callcause.trunks.rolling import RollingStats
 from callcause.trunks.rules import Rule
@@ -37,6 +39,20 @@ def measure(rule: Rule, totals: Totals) -> float | None:
     if rule.figure == "sip_count":
         return float(totals.count_sip(rule.sip or 0))
     return Figures.of(totals).value(rule.figure)
+
+
+def behind(rule: Rule, totals: Totals, classes: ClassTable, top: int = 5) -> list[tuple[Cause, int]]:
+    """The causes that drove a rule's figure: the watched categories or SIP code, the legs not
+    answered (ASR), else the legs the network did not deliver."""
+    if rule.figure == "share":
+        wanted = lambda c: c.category in rule.categories      # noqa: E731
+    elif rule.figure == "sip_count":
+        wanted = lambda c: c.sip == rule.sip                  # noqa: E731
+    elif rule.figure == "asr":
+        wanted = lambda c: c.category != "answered"           # noqa: E731
+    else:
+        wanted = lambda c: classes.ner_class(c.category) != "effective"   # noqa: E731
+    return Counter({c: n for c, n in totals.causes.items() if wanted(c)}).most_common(top)
 
 
 @dataclass(slots=True)
@@ -146,7 +162,7 @@ class AlertEngine:
     def _event(self, rule: Rule, key: GroupKey, state: str, now: float, since: float, value: float | None,
                threshold: float, clear: float, baseline: float | None, totals: Totals) -> AlertEvent:
         return AlertEvent(episode_id(rule.name, key, since), rule, key, state, now, since, value, threshold,
-                          clear, baseline, totals.attempts, totals.causes.most_common(5), self.describe)
+                          clear, baseline, totals.attempts, behind(rule, totals, self.stats.classes), self.describe)
 
     def _check(self, rule: Rule, key: GroupKey, now: float) -> AlertEvent | None:
         totals = self.stats.window(key, rule.window_s, now)
@@ -163,7 +179,7 @@ class AlertEngine:
                                    episode.clear, baseline, totals)
             # still firing: keep the latest figures for /trunks and the metrics
             episode.value, episode.attempts, episode.at = value, totals.attempts, now
-            episode.top_causes = totals.causes.most_common(5)
+            episode.top_causes = behind(rule, totals, self.stats.classes)
             return None
         breach = (totals.attempts >= rule.min_attempts and value is not None and limits is not None
                   and rule.breached(value, limits[0]))

@@ -85,16 +85,21 @@ class TrunkMonitor:
         leg = leg_from_record(record)
         if leg is None:
             return
+        if self.event_time:
+            self.advance(leg.time)
         key = self.stats.add(leg)
         if self._count_metrics:
             self._count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
-        if self.event_time:
-            self._latest = max(self._latest, leg.time)
-            if self._next_eval is None:
-                self._next_eval = leg.time + self.cfg.evaluate_every_s
-            while leg.time >= self._next_eval:
-                self._decide(self._next_eval)
-                self._next_eval += self.cfg.evaluate_every_s
+
+    def advance(self, t: float) -> None:
+        """Event time: make every evaluation due before `t`, before a leg of time `t` counts."""
+        if self._next_eval is None:
+            self._next_eval = t + self.cfg.evaluate_every_s
+        while t >= self._next_eval:
+            self._latest = self._next_eval
+            self._decide(self._next_eval)
+            self._next_eval += self.cfg.evaluate_every_s
+        self._latest = max(self._latest, t)
 
     def _count(self, key: GroupKey, category: str, answered: bool, sip: int | None, pdd: float | None,
                talk: float | None) -> None:
