@@ -207,6 +207,7 @@ def check_config_main(args: Any) -> int:
         _builder(SINK_KINDS, getattr(cfg, "kind", "log"), config)
     sources = ", ".join(f"{s.name} ({getattr(s, 'kind', '?')})" for s in config.sources) or "none"
     sinks = ", ".join(getattr(s, "name", getattr(s, "kind", "?")) for s in config.sinks) or "none"
+    rules = ", ".join(r.name for r in config.trunks.rules) if config.trunks.enabled else "trunk health off"
     print(f"OK: {config.file}: sources: {sources}; sinks: {sinks}; "
-          f"overrides: {config.overrides or 'none'}; language: {config.language}")
+          f"overrides: {config.overrides or 'none'}; language: {config.language}; trunk rules: {rules or 'none'}")
     return 0

@@ -74,8 +74,8 @@ def render(snapshot: dict[str, Any], window: int, out=None) -> None:
     from rich.table import Table
 
     key = f"{window}s"
-    table = Table(title=f"callcause trunk health, last {window // 60 if window >= 60 else window}"
-                        f"{' min' if window >= 60 else ' s'}")
+    span = f"{window // 60} min" if window >= 60 and window % 60 == 0 else f"{window} s"
+    table = Table(title=f"callcause trunk health, last {span}")
     for col in ("source", "trunk", "direction", "attempts", "ASR", "NER", "SEER", "ACD", "PDD", "top failure"):
         table.add_column(col, justify="right" if col not in ("source", "trunk", "direction", "top failure") else "left")
     firing = {(a["scope"]["source"], a["scope"]["trunk"], a["scope"]["direction"]) for a in snapshot.get("firing", [])}

@@ -48,9 +48,8 @@ def cause_texts(translator_of: Callable[[], Any]) -> Callable[[Cause, str], str 
 class TrunkMonitor:
     def __init__(self, cfg: TrunksConfig, *, sinks: Sequence[Any] = (), translator_of: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.time, event_time: bool = False, count_metrics: bool = True,
-                 log_events: bool = True) -> None:
+                 log_events: bool | None = None) -> None:
         self.cfg = cfg
-        self.log_events = log_events
         self.event_time = event_time
         self._latest = 0.0
         self.clock = (lambda: self._latest) if event_time else clock
@@ -62,6 +61,8 @@ class TrunkMonitor:
         describe = cause_texts(translator_of) if translator_of is not None else None
         self.engine = AlertEngine(cfg.rules, self.stats, describe=describe, clock=self.clock)
         self.sinks = [s for s in sinks if getattr(s, "wants_alerts", False) and hasattr(s, "write_alerts")]
+        # the daemon's own log repeats an alert only when no sink writes it
+        self.log_events = not self.sinks if log_events is None else log_events
         self.pending: deque[AlertEvent] = deque(maxlen=MAX_QUEUED)
         self.events: list[AlertEvent] = []     # every event decided (replay, tests, demo read it)
         self.on_event: Callable[[AlertEvent], None] | None = None
