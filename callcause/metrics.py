@@ -41,19 +41,11 @@ OUTBOX_OLDEST_AGE = Gauge("callcause_outbox_oldest_age_seconds",
                           "Age of the oldest record waiting in the outbox", ["endpoint"])
 OVERRIDE_RELOADS = Counter("callcause_override_reloads_total", "Reloads of the overrides file by result",
                            ["result"])
-# Trunk health (callcause.trunks). Labels are bounded: trunks beyond trunks.max_groups count as
-# trunk "other", categories and NER classes are fixed vocabularies.
-TRUNK_LEGS = Counter("callcause_trunk_legs_total", "Call legs per trunk group, by category and NER class",
-                     ["source", "trunk", "direction", "category", "ner_class"])
-TRUNK_ANSWERED = Counter("callcause_trunk_answered_total", "Answered call legs per trunk group",
-                         ["source", "trunk", "direction"])
-TRUNK_SEER = Counter("callcause_trunk_seer_legs_total",
-                     "Call legs counted by RFC 6076 SEER, by whether they were effective",
-                     ["source", "trunk", "direction", "effective"])
-TRUNK_PDD = Histogram("callcause_trunk_pdd_seconds", "Post-dial delay (attempt to first ringing/progress)",
-                      ["source", "trunk", "direction"], buckets=(0.5, 1, 2, 3, 5, 8, 13, 20, 30))
-TRUNK_TALK = Histogram("callcause_trunk_talk_seconds", "Talk time of answered legs",
-                       ["source", "trunk", "direction"], buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+# Trunk health (callcause.trunks). The per-leg families (callcause_trunk_legs_total,
+# callcause_trunk_answered_total, callcause_trunk_seer_legs_total, callcause_trunk_pdd_seconds,
+# callcause_trunk_talk_seconds) are counted as plain numbers on the hot path and exported by the
+# collector in callcause/trunks/exporter.py. Labels are bounded: trunks beyond trunks.max_groups
+# count as trunk "other"; categories and NER classes are fixed vocabularies.
 TRUNK_GROUPS = Gauge("callcause_trunk_groups", "Trunk groups held in memory (at most trunks.max_groups + 1)")
 TRUNK_OVERFLOW = Counter("callcause_trunk_overflow_legs_total",
                          "Legs counted in the 'other' trunk group because trunks.max_groups was reached")

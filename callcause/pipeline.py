@@ -71,7 +71,7 @@ class Pipeline:
         self._below_high_water.set()
         self.records = 0
         self.on_record: Callable[[CauseRecord], None] | None = None   # demo/tests observe here
-        self.observers: list[Callable[[CauseRecord], None]] = []      # e.g. trunk health counting
+        self.observers: list[Callable[[Sequence[CauseRecord]], None]] = []   # each batch, e.g. trunk health
 
     def emit(self, clues: HangupClues) -> None:
         self.queue.put_nowait(clues)
@@ -136,10 +136,10 @@ class Pipeline:
             metrics.RECORDS_Q850.labels(source=src, q850_cause=str(q850["cause"]) if q850 else "none").inc()
             metrics.EVENT_TO_RECORD.observe(max(0.0, now - record.clues.received_at))
             self.records += 1
-            for observe in self.observers:
-                observe(record)
             if self.on_record is not None:
                 self.on_record(record)
+        for observe in self.observers:
+            observe(records)
         return records
 
     def _take(self, first: HangupClues) -> list[HangupClues]:

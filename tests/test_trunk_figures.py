@@ -191,3 +191,28 @@ def test_history_buckets_a_whole_file():
     assert h.total.attempts == 20
     assert sorted(h.buckets) == [0, 300, 600, 900]
     assert h.buckets[0].figures().asr == 1.0 and h.buckets[900].figures().asr == 0.0
+
+
+def test_running_window_sums_equal_summing_the_buckets():
+    """The running sums the rules read (closed buckets merged in, subtracted as they leave)
+    give exactly what summing the buckets gives, with late legs and idle gaps."""
+    import random
+
+    rnd = random.Random(5)
+    now = [1_000_000.0]
+    fast = RollingStats(clock=lambda: now[0])
+    slow = RollingStats(clock=lambda: now[0])
+    slow.fast_spans = []
+    cats = ["answered", "busy", "congestion", "cancelled", "not_found"]
+    for step in range(3000):
+        now[0] += rnd.choice([0.5, 1, 2, 7, 30]) if step % 500 else 400     # now and then a long gap
+        t = now[0] - (rnd.random() * 40 if rnd.random() < 0.1 else 0)         # some legs arrive late
+        lg = leg(t, rnd.choice(cats), trunk=rnd.choice(["a", "b"]))
+        fast.add(lg)
+        slow.add(lg)
+        if step % 7 == 0:
+            for span in (60, 300):
+                for key in slow.groups:
+                    f, s = fast.window(key, span), slow.window(key, span)
+                    assert (f.attempts, f.answered, f.cats, f.causes) == (s.attempts, s.answered, s.cats, s.causes), \
+                        (step, span, key)

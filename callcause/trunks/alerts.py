@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +21,7 @@ from callcause.trunks.classes import ClassTable
 from callcause.trunks.legs import Cause, GroupKey
 from callcause.trunks.rolling import RollingStats
 from callcause.trunks.rules import Rule
-from callcause.trunks.totals import Figures, Totals
+from callcause.trunks.totals import Totals
 
 ALERT_TYPE = "trunk.alert"
 Describe = Callable[[Cause, str], "str | None"]     # a cause's summary in a language
@@ -33,12 +32,12 @@ def episode_id(rule: str, key: GroupKey, since: float) -> str:
     return "al_" + base64.b32encode(digest[:16]).decode().rstrip("=")
 
 
-def measure(rule: Rule, totals: Totals) -> float | None:
+def measure(rule: Rule, totals: Totals, table: ClassTable) -> float | None:
     if rule.figure == "share":
         return totals.share(rule.categories)
     if rule.figure == "sip_count":
         return float(totals.count_sip(rule.sip or 0))
-    return Figures.of(totals).value(rule.figure)
+    return totals.value(rule.figure, table)
 
 
 def behind(rule: Rule, totals: Totals, classes: ClassTable, top: int = 5) -> list[tuple[Cause, int]]:
@@ -52,7 +51,7 @@ def behind(rule: Rule, totals: Totals, classes: ClassTable, top: int = 5) -> lis
         wanted = lambda c: c.category != "answered"           # noqa: E731
     else:
         wanted = lambda c: classes.ner_class(c.category) != "effective"   # noqa: E731
-    return Counter({c: n for c, n in totals.causes.items() if wanted(c)}).most_common(top)
+    return totals.top_causes(top, wanted)
 
 
 @dataclass(slots=True)
@@ -141,10 +140,14 @@ class AlertEngine:
         now = self.clock() if now is None else now
         self.stats.roll(now)
         events: list[AlertEvent] = []
+        windows: dict[tuple, Totals] = {}      # rules with the same window share its sum
         for rule in self.rules:
-            for key in list(self.stats.groups):
+            for key, group in list(self.stats.groups.items()):
+                # a group with no leg in the window and no episode cannot change state
+                if group.last <= now - rule.window_s and (rule.name, key) not in self.states:
+                    continue
                 if rule.scope.matches(key):
-                    event = self._check(rule, key, now)
+                    event = self._check(rule, key, now, windows)
                     if event is not None:
                         events.append(event)
         # a group the stats forgot cannot resolve by itself: end its episodes
@@ -164,13 +167,22 @@ class AlertEngine:
         return AlertEvent(episode_id(rule.name, key, since), rule, key, state, now, since, value, threshold,
                           clear, baseline, totals.attempts, behind(rule, totals, self.stats.classes), self.describe)
 
-    def _check(self, rule: Rule, key: GroupKey, now: float) -> AlertEvent | None:
-        totals = self.stats.window(key, rule.window_s, now)
-        value = measure(rule, totals)
-        baseline = measure(rule, self.stats.window(key, rule.baseline_s, now)) if rule.baseline_s else None
-        limits = rule.limits(baseline)
+    def _window(self, key: GroupKey, span: float, now: float, causes: bool, memo: dict[tuple, Totals]) -> Totals:
+        found = memo.get((key, span, True)) or memo.get((key, span, causes))
+        if found is None:
+            found = memo[(key, span, causes)] = self.stats.window(key, span, now, causes)
+        return found
+
+    def _check(self, rule: Rule, key: GroupKey, now: float, memo: dict[tuple, Totals]) -> AlertEvent | None:
+        table = self.stats.classes
         st_key = (rule.name, key)
         st = self.states.get(st_key)
+        # the causes are only read for a sip_count rule, or to report an episode's state
+        totals = self._window(key, rule.window_s, now, rule.figure == "sip_count" or st is not None, memo)
+        value = measure(rule, totals, table)
+        baseline = (measure(rule, self._window(key, rule.baseline_s, now, rule.figure == "sip_count", memo), table)
+                    if rule.baseline_s else None)
+        limits = rule.limits(baseline)
         if st is not None and st.firing is not None:
             episode = st.firing
             if totals.attempts == 0 or (value is not None and limits is not None and rule.cleared(value, limits[1])):
@@ -198,6 +210,8 @@ class AlertEngine:
         if st.resolved_at is not None and now - st.resolved_at < rule.cooldown_s:
             return None
         assert limits is not None
+        if not totals.causes and totals.attempts:
+            totals = self._window(key, rule.window_s, now, True, memo)
         st.firing = self._event(rule, key, "firing", now, st.pending_since, value, limits[0], limits[1],
                                 baseline, totals)
         return replace(st.firing)     # the event as decided; st.firing keeps moving with the figures

@@ -61,13 +61,16 @@ def _talk(answered: bool, billsec: Any, duration: Any) -> float | None:
 
 def leg_from_record(record: CauseRecord) -> Leg | None:
     """The leg of a live record; None for a PBX-internal connector leg (it tried no trunk)."""
-    c, e = record.clues, record.explanation
+    c = record.clues
     if c.internal:
         return None
-    answered = bool(c.answered) or e.category == "answered"
-    return Leg(c.ended_at, c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", e.category, answered,
-               (e.sip or {}).get("code"), (e.q850 or {}).get("cause"),
-               _talk(answered, c.billsec_s, c.duration_s), getattr(c, "pdd_s", None), c.to_number)
+    e = record.explanation
+    category = e.category
+    answered = bool(c.answered) or category == "answered"
+    sip, q850 = e.sip, e.q850
+    return Leg(c.ended_at, c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", category, answered,
+               sip["code"] if sip else None, q850["cause"] if q850 else None,
+               _talk(answered, c.billsec_s, c.duration_s) if answered else None, c.pdd_s, c.to_number)
 
 
 def parse_time(text: str) -> float:

@@ -21,7 +21,8 @@ from callcause.record import CauseRecord, HangupClues, iso_time
 from callcause.trunks.alerts import AlertEngine, AlertEvent
 from callcause.trunks.classes import load_classes
 from callcause.trunks.destinations import Destinations
-from callcause.trunks.legs import Cause, GroupKey, leg_from_record
+from callcause.trunks.exporter import TrunkCounts
+from callcause.trunks.legs import Cause, leg_from_record
 from callcause.trunks.rolling import RollingStats
 from callcause.trunks.settings import TrunksConfig
 
@@ -68,7 +69,7 @@ class TrunkMonitor:
         self.on_event: Callable[[AlertEvent], None] | None = None
         self._next_eval: float | None = None
         self._count_metrics = count_metrics
-        self._children: dict[tuple[GroupKey, str, str], Any] = {}
+        self.counts = TrunkCounts(self.stats.classes)
 
     @staticmethod
     def _windows(cfg: TrunksConfig) -> tuple[float, ...]:
@@ -81,16 +82,23 @@ class TrunkMonitor:
 
     # --- counting ------------------------------------------------------------------------
 
-    def observe(self, record: CauseRecord) -> None:
-        """Count one record (the pipeline calls this for every record it produced)."""
-        leg = leg_from_record(record)
-        if leg is None:
-            return
-        if self.event_time:
-            self.advance(leg.time)
-        key = self.stats.add(leg)
-        if self._count_metrics:
-            self._count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
+    def observe(self, records: Sequence[CauseRecord]) -> None:
+        """Count a batch of records (the pipeline calls this with every batch it produced).
+        This is the hot path of trunk health, hence the local names."""
+        add, count = self.stats.add, self.counts.count
+        metrics_on, event_time = self._count_metrics, self.event_time
+        for record in records:
+            leg = leg_from_record(record)
+            if leg is None:
+                continue
+            if event_time:
+                if self._next_eval is None or leg.time >= self._next_eval:
+                    self.advance(leg.time)
+                elif leg.time > self._latest:
+                    self._latest = leg.time
+            key = add(leg)
+            if metrics_on:
+                count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
 
     def advance(self, t: float) -> None:
         """Event time: make every evaluation due before `t`, before a leg of time `t` counts."""
@@ -102,38 +110,14 @@ class TrunkMonitor:
             self._next_eval += self.cfg.evaluate_every_s
         self._latest = max(self._latest, t)
 
-    def _count(self, key: GroupKey, category: str, answered: bool, sip: int | None, pdd: float | None,
-               talk: float | None) -> None:
-        cache = self._children
-        legs = cache.get((key, category, "legs"))
-        if legs is None:
-            if len(cache) > 50_000:      # groups came and went; the label sets stay bounded by the cap
-                cache.clear()
-            labels = (key.source, key.trunk, key.direction)
-            cls = self.stats.classes.ner_class(category)
-            legs = cache[(key, category, "legs")] = metrics.TRUNK_LEGS.labels(*labels, category, cls)
-            for name, child in (("answered", metrics.TRUNK_ANSWERED.labels(*labels)),
-                                ("seer_yes", metrics.TRUNK_SEER.labels(*labels, "true")),
-                                ("seer_no", metrics.TRUNK_SEER.labels(*labels, "false")),
-                                ("pdd", metrics.TRUNK_PDD.labels(*labels)),
-                                ("talk", metrics.TRUNK_TALK.labels(*labels))):
-                cache.setdefault((key, "", name), child)
-        legs.inc()
-        if answered:
-            cache[(key, "", "answered")].inc()
-        seer = self.stats.classes.seer(sip, answered)
-        if seer is not None:
-            cache[(key, "", "seer_yes" if seer[1] else "seer_no")].inc()
-        if pdd is not None:
-            cache[(key, "", "pdd")].observe(pdd)
-        if talk is not None:
-            cache[(key, "", "talk")].observe(talk)
+    def flush_metrics(self) -> None:
+        metrics.TRUNK_GROUPS.set(len(self.stats.groups))
 
     # --- deciding ------------------------------------------------------------------------
 
     def _decide(self, now: float) -> list[AlertEvent]:
         events = self.engine.evaluate(now)
-        metrics.TRUNK_GROUPS.set(len(self.stats.groups))
+        self.flush_metrics()
         for event in events:
             labels = (event.rule.name, event.key.source, event.key.trunk)
             metrics.ALERT_FIRING.labels(*labels).set(1 if event.state == "firing" else 0)

@@ -71,17 +71,42 @@ class Series:
         return None
 
 
-class Group:
-    __slots__ = ("key", "last", "series")
+class Running:
+    """The sum of the closed fine buckets inside one window, kept up to date as buckets close
+    (merged in) and leave the window (subtracted), so reading a window costs two merges
+    instead of one per bucket: the rules read every group's window at every evaluation."""
 
-    def __init__(self, key: GroupKey, plan: list[tuple[int, float]]) -> None:
+    __slots__ = ("lo", "span", "start", "totals")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.totals = Totals()
+        self.lo = -(2**62)          # buckets with a smaller index are not (or no longer) in totals
+        self.start = -math.inf      # the window start of the last read; reads must not go back
+
+
+class Group:
+    __slots__ = ("closed_upto", "cur_index", "cur_totals", "key", "last", "running", "series", "width")
+
+    def __init__(self, key: GroupKey, plan: list[tuple[int, float]], fast_spans: Iterable[float] = ()) -> None:
         self.key = key
         self.series = [Series(w, h) for w, h in plan]
+        self.width = plan[0][0]
         self.last = 0.0
+        self.cur_index: int | None = None     # the newest fine bucket, where almost every leg goes
+        self.cur_totals: Totals | None = None
+        self.running = {span: Running(span) for span in fast_spans}
+        self.closed_upto = -(2**62)           # fine buckets up to this index are in the running sums
 
     def add(self, leg: Leg, table: ClassTable) -> bool:
+        t = leg.time
+        index = int(t // self.width)
+        if index == self.cur_index:
+            self.cur_totals.add(leg, table)  # type: ignore[union-attr]
+            if t > self.last:
+                self.last = t
+            return True
         fine = self.series[0]
-        index = int(leg.time // fine.width)
         if fine.buckets and fine.buckets[-1][0] == index:
             fine.buckets[-1][1].add(leg, table)
         else:
@@ -89,19 +114,41 @@ class Group:
                 return False        # older than the finest series: too late to place exactly
             totals = fine.bucket(index) if fine.buckets and index < fine.buckets[-1][0] else None
             if totals is None:
+                self._close_before(index)
                 totals = Totals()
                 fine.buckets.append((index, totals))
             totals.add(leg, table)
-        self.last = max(self.last, leg.time)
+            if index <= self.closed_upto:       # a late leg in a closed bucket
+                for run in self.running.values():
+                    if index >= run.lo:
+                        run.totals.add(leg, table)
+        if fine.buckets[-1][0] == index:
+            self.cur_index, self.cur_totals = index, fine.buckets[-1][1]
+        self.last = max(self.last, t)
         return True
+
+    def _close_before(self, index: int) -> None:
+        """A newer bucket begins: every open bucket before it goes into the running sums."""
+        if not self.running:
+            return
+        for idx, totals in reversed(self.series[0].buckets):
+            if idx <= self.closed_upto:
+                break
+            for run in self.running.values():
+                if idx >= run.lo:
+                    run.totals.merge(totals)
+        self.closed_upto = max(self.closed_upto, index - 1)
 
     def roll(self, now: float) -> None:
         """Fold buckets that left a series into the next one; drop what left the last."""
+        self.cur_index = self.cur_totals = None
         for level, series in enumerate(self.series):
             oldest = int((now - series.horizon) // series.width)    # buckets ending before the horizon
             nxt = self.series[level + 1] if level + 1 < len(self.series) else None
             while series.buckets and series.buckets[0][0] < oldest:
                 index, totals = series.buckets.popleft()
+                if level == 0:
+                    self._leave(index, totals)
                 if nxt is None:
                     continue
                 coarse = int(index * series.width // nxt.width)
@@ -111,16 +158,45 @@ class Group:
                     nxt.buckets.append((coarse, target))
                 target.merge(totals)
 
-    def window(self, now: float, span: float) -> Totals:
-        out = Totals()
+    def _leave(self, index: int, totals: Totals) -> None:
+        for run in self.running.values():
+            if run.lo <= index <= self.closed_upto:
+                run.totals.subtract(totals)
+            run.lo = max(run.lo, index + 1)
+        self.closed_upto = max(self.closed_upto, index)
+
+    def window(self, now: float, span: float, causes: bool = True) -> Totals:
         start = now - span
-        for series in self.series:
-            for _index, totals in reversed(series.buckets):
-                # a bucket counts when its newest leg lies inside the window: a bucket folded
-                # from a finer series holds only legs older than that series' horizon
-                if totals.last is None or totals.last <= start:
+        run = self.running.get(span)
+        if run is not None and start >= run.start:
+            return self._fast_window(run, start, causes)
+        out = Totals()
+        for level, series in enumerate(self.series):
+            for index, totals in reversed(series.buckets):
+                # a fine bucket counts when it ends inside the window; a coarser one when its
+                # newest leg does (it was folded from a finer series, so it holds only legs
+                # older than that series' horizon)
+                if (level == 0 and (index + 1) * series.width <= start) or \
+                        (level and (totals.last is None or totals.last <= start)):
                     break
-                out.merge(totals)
+                out.merge(totals, causes)
+        return out
+
+    def _fast_window(self, run: Running, start: float, causes: bool) -> Totals:
+        run.start = start
+        buckets, width = self.series[0].buckets, self.width
+        for index, totals in buckets:          # slide: closed buckets that ended before the start
+            if index < run.lo:
+                continue
+            if index > self.closed_upto or (index + 1) * width > start:
+                break
+            run.totals.subtract(totals)
+            run.lo = index + 1
+        out = Totals().merge(run.totals, causes)
+        for index, totals in reversed(buckets):    # the open buckets
+            if index <= self.closed_upto or (index + 1) * width <= start:
+                break
+            out.merge(totals, causes)
         return out
 
 
@@ -139,6 +215,7 @@ class RollingStats:
         self.windows = tuple(sorted(set(windows)))
         self.longest = max(self.windows)
         self.plan = series_plan(self.windows, resolution)
+        self.fast_spans = [w for w in self.windows if w <= self.plan[0][1]]   # served by the finest series
         self.resolution = resolution
         self.max_groups = max_groups
         self.destinations = destinations
@@ -155,9 +232,13 @@ class RollingStats:
         return GroupKey(leg.source, leg.trunk, leg.direction, dest)
 
     def add(self, leg: Leg) -> GroupKey:
-        key = self.key_of(leg)
-        group = self.groups.get(key)
-        if group is None:
+        dest = self.destinations.group(leg.to) if self.destinations is not None else ""
+        # a plain tuple finds the GroupKey entry (equal and same hash) without building one
+        group = self.groups.get((leg.source, leg.trunk, leg.direction, dest))
+        if group is not None:
+            key = group.key
+        else:
+            key = GroupKey(leg.source, leg.trunk, leg.direction, dest)
             if len(self.groups) >= self.max_groups and key != OTHER_KEY:
                 self.overflow_legs += 1
                 if not self._warned:
@@ -170,7 +251,7 @@ class RollingStats:
                 key = OTHER_KEY
                 group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = Group(key, self.plan)
+                group = self.groups[key] = Group(key, self.plan, self.fast_spans)
         if not group.add(leg, self.classes):
             self.late_legs += 1
         if leg.time - self._rolled_at >= self.resolution:
@@ -198,16 +279,16 @@ class RollingStats:
         for group in self.groups.values():
             group.roll(now)
 
-    def window(self, key: GroupKey, span: float, now: float | None = None) -> Totals:
+    def window(self, key: GroupKey, span: float, now: float | None = None, causes: bool = True) -> Totals:
         group = self.groups.get(key)
         if group is None:
             return Totals()
-        return group.window(self.clock() if now is None else now, span)
+        return group.window(self.clock() if now is None else now, span, causes)
 
     def figures(self, span: float, now: float | None = None) -> dict[GroupKey, Figures]:
         now = self.clock() if now is None else now
         self.roll(now)
-        return {key: group.window(now, span).figures() for key, group in self.groups.items()}
+        return {key: group.window(now, span).figures(self.classes) for key, group in self.groups.items()}
 
     def snapshot(self, now: float | None = None, windows: Iterable[float] | None = None) -> list[dict[str, Any]]:
         """JSON-ready figures of every group over each window (the `/trunks` body's `groups`)."""
@@ -218,7 +299,7 @@ class RollingStats:
             entry: dict[str, Any] = {"source": key.source, "trunk": key.trunk, "direction": key.direction}
             if key.destination:
                 entry["destination"] = key.destination
-            entry["windows"] = {f"{int(w)}s": group.window(now, w).figures().as_dict()
+            entry["windows"] = {f"{int(w)}s": group.window(now, w).figures(self.classes).as_dict()
                                 for w in (windows or DEFAULT_WINDOWS)}
             out.append(entry)
         return out
