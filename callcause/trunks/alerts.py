@@ -27,6 +27,10 @@ ALERT_TYPE = "trunk.alert"
 Describe = Callable[[Cause, str], "str | None"]     # a cause's summary in a language
 
 
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def episode_id(rule: str, key: GroupKey, since: float) -> str:
     digest = hashlib.sha256("\x00".join((rule, *key, f"{since:.3f}")).encode()).digest()
     return "al_" + base64.b32encode(digest[:16]).decode().rstrip("=")
@@ -87,12 +91,12 @@ class AlertEvent:
             "figure": r.figure, "op": r.op,
             "value": None if self.value is None else round(self.value, 4),
             "threshold": round(self.threshold, 4), "clear": round(self.clear, 4),
-            "window_s": r.window_s, "attempts": self.attempts, "min_attempts": r.min_attempts,
+            "window_s": _seconds(r.window_s), "attempts": self.attempts, "min_attempts": r.min_attempts,
             "since": iso_time(self.since), "time": iso_time(self.at),
         }
         if r.baseline_s is not None:
             out["baseline"] = None if self.baseline is None else round(self.baseline, 4)
-            out["baseline_s"] = r.baseline_s
+            out["baseline_s"] = _seconds(r.baseline_s)
         if r.figure == "share":
             out["categories"] = sorted(r.categories)
         if r.figure == "sip_count":
