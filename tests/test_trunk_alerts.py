@@ -259,3 +259,27 @@ def test_replay_alerts_with_a_rules_file(outage_capture, tmp_path, capsys):
     bad.write_text("rules:\n  - {name: x, figure: ner}\n")
     assert main(["replay", "--alerts", "--rules", str(bad), str(outage_capture)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+async def test_baseline_rule_fires_when_asr_drops_below_its_own_trailing_value(tmp_path):
+    cfg = trunks_config(tmp_path, """\
+trunks:
+  default_rules: false
+  rules:
+    - {name: asr-drop, figure: asr, below: 0.30, clear: 0.20, baseline: 24h, window: 5m, min_attempts: 30}
+""")
+    h = Harness(tmp_path, cfg)
+    # two hours at ASR 0.8 (4 answered, 1 busy): the trunk's normal
+    for _ in range(144):
+        assert await h.calls(40, 10, 200) == []
+        assert await h.calls(10, 10, 486) == []
+    # then ASR 0.4: 40 points under its own 24 h value
+    events = []
+    for _ in range(30):
+        events += await h.calls(20, 10, 200)
+        events += await h.calls(30, 10, 486)
+    assert [e.state for e in events] == ["firing"]
+    d = events[0].data()
+    assert d["baseline_s"] == 86400 and 0.7 < d["baseline"] < 0.8
+    assert d["value"] < d["threshold"] == pytest.approx(d["baseline"] - 0.30, abs=1e-3)
+    assert d["top_causes"][0]["sip"] == 486
