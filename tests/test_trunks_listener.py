@@ -11,10 +11,8 @@ import esl_support as S
 from test_health import http_get
 
 from callcause.cli import main
-from callcause.config import load_config
 from callcause.connectors.simulator.esl import EslServer
 from callcause.connectors.simulator.outage import outage_call
-from callcause.daemon import Daemon
 
 
 def write_config(tmp_path, port: int) -> str:  # type: ignore[no-untyped-def]
@@ -43,10 +41,7 @@ trunks:
 
 async def test_trunks_endpoint_and_command(tmp_path, capsys) -> None:
     with EslServer(S.PASSWORD) as server:
-        daemon = Daemon(load_config(write_config(tmp_path, server.port)))
-        done = asyncio.Event()
-        daemon.pipeline.on_record = lambda r: done.set() if daemon.pipeline.records >= 12 else None
-        run = asyncio.create_task(daemon.run())
+        daemon, done, run = S.daemon_until(write_config(tmp_path, server.port), 12)
         try:
             assert await server.subscribed(1)
             now = time.time()
