@@ -21,6 +21,7 @@ COMMANDS = {
     "replay": "callcause.replay:main",
     "check-config": "callcause.daemon:check_config_main",
     "outbox": "callcause.outbox:main",
+    "trunks": "callcause.trunks.command:main",
 }
 
 
@@ -62,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print records as JSON Lines")
     p.add_argument("--source", default="replay",
                    help="source name for the records (use the live source's name to get the same record ids)")
+    p.add_argument("--alerts", action="store_true",
+                   help="back-test the trunk alert rules on the recorded event times")
+    p.add_argument("--rules", default=None, help="with --alerts: the rules of this file instead of the config's")
+
+    p = sub.add_parser("trunks", help="trunk health (ASR, NER, SEER, ACD, PDD) and firing alerts")
+    p.add_argument("files", nargs="*", help="record files (the log sink's JSON Lines); without them, ask --url")
+    p.add_argument("--url", default="http://127.0.0.1:9464", help="a running daemon's metrics listener")
+    p.add_argument("--window", default="5m", help="which window to show (1m, 5m, 1h ...)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
 
     p = sub.add_parser("outbox", help="list, retry or purge webhook deliveries in the outbox")
     p.add_argument("action", choices=("list", "retry", "purge"))

@@ -365,6 +365,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     record_internal_legs: bool = False
+    trunks: Any = None            # callcause.trunks.settings.TrunksConfig
 
 
 def parse_language(sec: Section, key: str, default: Any) -> Any:
@@ -433,6 +434,9 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
         format=log.str("format", "text", choices=("text", "json")),
     )
     log.finish()
+    from callcause.trunks.settings import parse_trunks
+
+    cfg.trunks = parse_trunks(top.section("trunks"))
     top.finish()
     return cfg
 

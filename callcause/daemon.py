@@ -101,6 +101,12 @@ class Daemon:
         self.down: set[str] = set()          # sources whose task ended, waiting for a restart
         self.restart_min, self.restart_max = RESTART_MIN, RESTART_MAX
         self.restart_wait: Callable[[float], Awaitable[None]] = asyncio.sleep   # tests hold it
+        self.trunks: Any = None
+        if config.trunks is not None and config.trunks.enabled:
+            from callcause.trunks.monitor import TrunkMonitor
+
+            self.trunks = TrunkMonitor(config.trunks, sinks=self.sinks, translator_of=lambda: self.translator)
+            self.pipeline.observers.append(self.trunks.observe)
 
     def reload(self) -> bool:
         """SIGHUP: new overrides if the file is valid, else keep the old ones; reopen logs."""
@@ -138,10 +144,12 @@ class Daemon:
         if self.config.metrics.listen:
             from callcause.health import HealthServer
 
-            self.health = HealthServer(self.config.metrics.listen, self.readiness)
+            self.health = HealthServer(self.config.metrics.listen, self.readiness,
+                                       trunks=self.trunks.snapshot if self.trunks is not None else None)
             await self.health.start()
         freeze_long_lived()
         consumer = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        evaluator = asyncio.create_task(self.trunks.run(), name="trunks") if self.trunks is not None else None
         tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.name}")
                  for src in self.sources]
         log.info("callcause running: %d source(s), %d sink(s)", len(tasks), len(self.sinks))
@@ -160,6 +168,11 @@ class Daemon:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
+            if evaluator is not None:
+                evaluator.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await evaluator
+                await self.trunks.flush()      # alert events decided before the stop
             await self.pipeline.close_sinks()
             if self.health is not None:
                 await self.health.close()
@@ -219,6 +232,7 @@ def check_config_main(args: Any) -> int:
         _builder(SINK_KINDS, getattr(cfg, "kind", "log"), config)
     sources = ", ".join(f"{s.name} ({getattr(s, 'kind', '?')})" for s in config.sources) or "none"
     sinks = ", ".join(getattr(s, "name", getattr(s, "kind", "?")) for s in config.sinks) or "none"
+    rules = ", ".join(r.name for r in config.trunks.rules) if config.trunks.enabled else "trunk health off"
     print(f"OK: {config.file}: sources: {sources}; sinks: {sinks}; "
-          f"overrides: {config.overrides or 'none'}; language: {config.language}")
+          f"overrides: {config.overrides or 'none'}; language: {config.language}; trunk rules: {rules or 'none'}")
     return 0

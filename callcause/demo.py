@@ -4,7 +4,10 @@ An AMI server and an ESL server on free 127.0.0.1 ports replay real captured cal
 no answer, rejected, unallocated, congestion, answered, cancelled) with fresh ids per call;
 the daemon connects to them over TCP exactly as to Asterisk and FreeSWITCH, writes records
 to a JSON Lines file and stdout, and delivers signed webhooks to a local receiver that
-verifies every signature. At the end a summary says what was recorded and delivered.
+verifies every signature. Meanwhile one simulated FreeSWITCH gateway, `carrier-b`, starts
+failing with 503s a third of the way in and recovers later: the trunk alert fires and
+resolves (the demo's alert window is seconds long instead of minutes, so it fits the run).
+At the end a summary says what was recorded, delivered and alerted, with the trunk table.
 """
 
 from __future__ import annotations
@@ -80,6 +83,32 @@ async def _quiet(counter: list[int], settle: float, limit: float) -> None:
             return
 
 
+def demo_trunks(config, duration: float) -> tuple[float, int]:
+    """Trunk health on the demo's time scale: 1-second buckets, an alert window of a fifth of
+    the run on carrier-b, and a window over the whole run for the closing table."""
+    from callcause.trunks.rules import Rule, Scope
+
+    window = float(max(1, round(duration / 5)))
+    whole = int(duration) + 60
+    t = config.trunks
+    t.resolution_s, t.windows, t.evaluate_every_s = 1, (window, whole), 0.25
+    t.rules = [Rule("carrier-outage", "ner", "below", 0.85, 0.90, window, min_attempts=5, for_s=window / 4,
+                    scope=Scope(trunk=("carrier-*",)), where="demo")]
+    return window, whole
+
+
+async def _play_outage(esl, duration: float, cps: float, counter: list[int]) -> None:
+    """carrier-b: answered calls, 503s from 35 % to 60 % of the run, answered again after."""
+    from callcause.connectors.simulator.outage import outage_call
+
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < duration:
+        share = elapsed / duration
+        esl.send_events(outage_call(time.time(), failing=0.35 <= share < 0.6))
+        counter[0] += 1
+        await asyncio.sleep(1 / cps)
+
+
 async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> int:
     from callcause.connectors.simulator.ami import AmiSimulator, IdSource, Scenario
     from callcause.connectors.simulator.esl import EslServer, event_frames, load_capture
@@ -102,8 +131,10 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
         receiver = await WebhookReceiver(secret=hook_secret).start()
         text = demo_config(tmp, ami.port, ami_secret, esl.port, esl_password, receiver.url, hook_secret, lang)
         config = parse_config(load_yaml("demo", text=text), "<demo config>")
+        window, whole = demo_trunks(config, duration)
         setup_logging(config)
         daemon = Daemon(config)
+        outage_calls = [0]
         by_source: Counter[tuple[str, str]] = Counter()
         seen = [0]
 
@@ -114,7 +145,8 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
         daemon.pipeline.on_record = on_record
         print(f"callcause demo: simulated Asterisk on 127.0.0.1:{ami.port}, FreeSWITCH on "
               f"127.0.0.1:{esl.port}, webhook receiver {receiver.url}; playing {calls} calls "
-              f"over {duration:g} s", file=out, flush=True)
+              f"over {duration:g} s, and gateway carrier-b failing with 503s from {0.35 * duration:.1f} s to "
+              f"{0.6 * duration:.1f} s (alert: NER under 85 % over {window:g} s)", file=out, flush=True)
         task = asyncio.create_task(daemon.run())
         try:
             deadline = time.monotonic() + 15
@@ -130,8 +162,10 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
             repeat = max(1, math.ceil(esl_calls_n / len(esl_calls)))
             esl_rate = max(1.0, per_call_esl * max(esl_calls_n, 1) / duration)
             esl_done = asyncio.wrap_future(esl.play(esl_frames, rate=esl_rate, repeat=repeat, fresh_ids=True))
+            outage = asyncio.create_task(_play_outage(esl, duration, max(8.0, rate / 2), outage_calls))
             await ami.play(ami_scenarios, calls=ami_calls, rate=max(ami_calls / duration, 0.1), ids=IdSource())
             await asyncio.wait_for(esl_done, duration + 30)
+            await asyncio.wait_for(outage, duration + 30)
             await _quiet(seen, settle=1.5, limit=30)
             delivered = await receiver.wait_records(seen[0], timeout=30)
         finally:
@@ -140,19 +174,25 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
             await receiver.close()
             await ami.close()
             esl.stop()
-        jsonl = [json.loads(line) for line in (tmp / "records.jsonl").read_text().splitlines()]
+        lines = [json.loads(line) for line in (tmp / "records.jsonl").read_text().splitlines()]
+        jsonl = [d for d in lines if d.get("type") == "call.hangup"]
+        alerts = [d["data"] for d in lines if d.get("type") == "trunk.alert"]
 
     ids = {r["id"] for r in receiver.records}
     summary = {
-        "calls_played": ami_calls + repeat * len(esl_calls),
+        "calls_played": ami_calls + repeat * len(esl_calls) + outage_calls[0],
         "records": seen[0],
         "records_in_jsonl": len(jsonl),
         "webhook_deliveries_verified": receiver.verified,
         "webhook_records_distinct": len(ids),
         "webhook_signature_failures": receiver.rejected,
         "by_source_and_category": {f"{s}/{c}": n for (s, c), n in sorted(by_source.items())},
+        "alerts": [f"{a['rule']} {a['state']} {a['scope']['source']}/{a['scope']['trunk']}" for a in alerts],
     }
     _print_summary(summary, by_source, out)
+    from callcause.trunks.command import render
+
+    render(daemon.trunks.snapshot(), whole, out)
     ok = delivered and receiver.rejected == 0 and len(ids) == seen[0] == len(jsonl) and seen[0] > 0
     print("DEMO-SUMMARY " + json.dumps(summary, sort_keys=True), file=out, flush=True)
     return 0 if ok else 1

@@ -1,4 +1,4 @@
-"""`/metrics`, `/healthz` and `/readyz` over plain HTTP on the daemon's own event loop.
+"""`/metrics`, `/healthz`, `/readyz` and `/trunks` over plain HTTP on the daemon's own event loop.
 
 Metrics are rendered by the official Prometheus client; the server itself is a few lines of
 asyncio so that it shares the loop with the pipeline and adds no thread or dependency.
@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -31,9 +32,11 @@ def parse_listen(value: str, where: str = "metrics.listen") -> tuple[str, int]:
 
 
 class HealthServer:
-    def __init__(self, listen: str, readiness: Readiness) -> None:
+    def __init__(self, listen: str, readiness: Readiness,
+                 trunks: Callable[[], dict[str, Any]] | None = None) -> None:
         self.host, self.port = parse_listen(listen)
         self.readiness = readiness
+        self.trunks = trunks          # the /trunks body (trunk health figures and firing alerts)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -58,6 +61,9 @@ class HealthServer:
                 status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
             elif path == "/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
+            elif path == "/trunks" and self.trunks is not None:
+                status, ctype = "200 OK", "application/json"
+                body = json.dumps(self.trunks(), ensure_ascii=False).encode()
             elif path == "/healthz":
                 status, ctype, body = "200 OK", "text/plain", b"ok\n"
             elif path == "/readyz":

@@ -48,3 +48,14 @@ SOURCE_RESTARTS = Counter("callcause_source_restarts_total",
                           ["source"])
 OVERRIDE_RELOADS = Counter("callcause_override_reloads_total", "Reloads of the overrides file by result",
                            ["result"])
+# Trunk health (callcause.trunks). The per-leg families (callcause_trunk_legs_total,
+# callcause_trunk_answered_total, callcause_trunk_seer_legs_total, callcause_trunk_pdd_seconds,
+# callcause_trunk_talk_seconds) are counted as plain numbers on the hot path and exported by the
+# collector in callcause/trunks/exporter.py. Labels are bounded: trunks beyond trunks.max_groups
+# count as trunk "other"; categories and NER classes are fixed vocabularies.
+TRUNK_GROUPS = Gauge("callcause_trunk_groups", "Trunk groups held in memory (at most trunks.max_groups + 1)")
+TRUNK_OVERFLOW = Counter("callcause_trunk_overflow_legs_total",
+                         "Legs counted in the 'other' trunk group because trunks.max_groups was reached")
+ALERT_FIRING = Gauge("callcause_alert_firing", "1 while a trunk alert rule fires for the group",
+                     ["rule", "source", "trunk"])
+ALERT_EVENTS = Counter("callcause_alert_events_total", "Trunk alert events by rule and state", ["rule", "state"])

@@ -84,6 +84,7 @@ class Pipeline:
         self._below_high_water.set()
         self.records = 0
         self.on_record: Callable[[CauseRecord], None] | None = None   # demo/tests observe here
+        self.observers: list[Callable[[Sequence[CauseRecord]], None]] = []   # each batch, e.g. trunk health
 
     def emit(self, clues: HangupClues) -> None:
         self.queue.put_nowait(clues)
@@ -185,6 +186,8 @@ class Pipeline:
             self.records += 1
             if self.on_record is not None:
                 self.on_record(record)
+        for observe in self.observers:
+            observe(records)
         return records
 
     def _take(self, first: HangupClues) -> list[HangupClues]:

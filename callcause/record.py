@@ -65,6 +65,7 @@ class HangupClues:
     answered: bool | None = None
     duration_s: float | None = None
     billsec_s: float | None = None
+    pdd_s: float | None = None                   # post-dial delay: attempt to first ringing/progress
     trunk: str | None = None                     # endpoint / gateway name
     internal: bool = False                       # Local/;1;2 or loopback connector leg
     # What the PBX said about the end of the leg:
@@ -175,7 +176,7 @@ class CauseRecord:
                 "channel": c.channel, "direction": c.direction,
                 "from": c.from_number, "to": c.to_number,
                 "answered": c.answered, "duration_s": c.duration_s, "billsec_s": c.billsec_s,
-                "trunk": c.trunk, "internal": c.internal,
+                "pdd_s": c.pdd_s, "trunk": c.trunk, "internal": c.internal,
             },
             "cause": {
                 "category": e.category, "severity": e.severity, "retryable": e.retryable,

@@ -1,6 +1,7 @@
 """`callcause replay`: recorded AMI or ESL traffic through the same correlation and translation
 as live traffic, into the configured sinks or stdout; `--overrides NEW --diff` shows which
-legs an overrides change would explain differently, before it goes live.
+legs an overrides change would explain differently, before it goes live; `--alerts` back-tests
+the trunk alert rules on the recorded event times.
 """
 
 from __future__ import annotations
@@ -137,6 +138,38 @@ async def _write(legs: list[HangupClues], translator, sinks) -> int:
     return pipe.records
 
 
+async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor) -> int:
+    """One leg at a time in event-time order, so each alert event lands between the records
+    that decided it, as it would have live."""
+    from callcause.pipeline import Pipeline
+
+    pipe = Pipeline(translator, sinks)
+    pipe.observers.append(monitor.observe)
+    await pipe.start_sinks()
+    try:
+        for clues in sorted(legs, key=lambda c: c.ended_at):
+            monitor.advance(clues.ended_at)     # alerts due before this leg come before its record
+            await monitor.flush()
+            await pipe.process_many([clues])
+        monitor.finish()
+        await monitor.flush()
+    finally:
+        await pipe.close_sinks()
+    return pipe.records
+
+
+def _alert_monitor(args: argparse.Namespace, config, translator, sinks):
+    from callcause.trunks.monitor import TrunkMonitor
+    from callcause.trunks.rules import load_rules_file
+    from callcause.trunks.settings import TrunksConfig
+
+    cfg = config.trunks if config is not None and config.trunks is not None else TrunksConfig()
+    if args.rules:
+        cfg.rules = load_rules_file(args.rules)
+    return TrunkMonitor(cfg, sinks=sinks, translator_of=lambda: translator, event_time=True, count_metrics=False,
+                        log_events=False)
+
+
 def main(args: argparse.Namespace) -> int:
     from callcause.connectors.sinks.log import LogConfig, LogSink
     from callcause.mapping.translator import Translator
@@ -166,6 +199,14 @@ def main(args: argparse.Namespace) -> int:
     else:
         sinks = [LogSink(LogConfig(path=None, stdout="json" if args.json else "text"), lang or "en",
                          stdout=sys.stdout)]
+    if getattr(args, "alerts", False) or getattr(args, "rules", None):
+        monitor = _alert_monitor(args, config, translator, sinks)
+        written = asyncio.run(_write_with_alerts(legs, translator, sinks, monitor))
+        fired = sum(e.state == "firing" for e in monitor.events)
+        print(f"callcause replay: {written} record(s) from {len(args.files)} file(s); {len(monitor.events)} alert "
+              f"event(s), {fired} firing, rules: {', '.join(r.name for r in monitor.engine.rules) or 'none'}",
+              file=sys.stderr)
+        return 0
     written = asyncio.run(_write(legs, translator, sinks))
     print(f"callcause replay: {written} record(s) from {len(args.files)} file(s)", file=sys.stderr)
     return 0

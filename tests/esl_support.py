@@ -98,3 +98,14 @@ async def stop(h: Harness) -> None:
     h.task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(h.task, 10)
+
+
+def daemon_until(config_path: str, records: int) -> tuple[Any, asyncio.Event, asyncio.Task]:
+    """The real daemon of a config file, running; the event is set once it wrote `records`."""
+    from callcause.config import load_config
+    from callcause.daemon import Daemon
+
+    daemon = Daemon(load_config(config_path))
+    written = asyncio.Event()
+    daemon.pipeline.on_record = lambda _record: written.set() if daemon.pipeline.records >= records else None
+    return daemon, written, asyncio.create_task(daemon.run())

@@ -29,3 +29,16 @@ def test_demo_rejects_bad_options():
     proc = subprocess.run([sys.executable, "-m", "callcause.cli", "demo", "--lang", "xx"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not supported" in proc.stderr
+
+
+def test_demo_carrier_outage_fires_and_resolves():
+    """carrier-b fails with 503s in the middle of the run: one episode fires and resolves."""
+    proc = subprocess.run([sys.executable, "-m", "callcause.cli", "demo", "--duration", "5", "--rate", "8"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("DEMO-SUMMARY "))
+    summary = json.loads(line.removeprefix("DEMO-SUMMARY "))
+    assert summary["alerts"][:2] == ["carrier-outage firing freeswitch-demo/carrier-b",
+                                     "carrier-outage resolved freeswitch-demo/carrier-b"]
+    assert "ALERT firing carrier-outage freeswitch-demo/carrier-b/outbound" in proc.stdout
+    assert "503/34 congestion" in proc.stdout and "callcause trunk health" in proc.stdout

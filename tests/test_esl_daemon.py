@@ -8,9 +8,7 @@ import threading
 
 import esl_support as S
 
-from callcause.config import load_config
 from callcause.connectors.simulator.esl import EslServer
-from callcause.daemon import Daemon
 
 
 def write_config(tmp_path, port: int) -> str:  # type: ignore[no-untyped-def]
@@ -35,10 +33,7 @@ sinks:
 
 async def test_daemon_records_freeswitch_hangups_and_stops_cleanly(tmp_path, caplog) -> None:
     with EslServer(S.PASSWORD) as server:
-        daemon = Daemon(load_config(write_config(tmp_path, server.port)))
-        written = asyncio.Event()
-        daemon.pipeline.on_record = lambda record: written.set() if daemon.pipeline.records >= 2 else None
-        run = asyncio.create_task(daemon.run())
+        daemon, written, run = S.daemon_until(write_config(tmp_path, server.port), 2)
         assert await server.subscribed(1)
         server.send_events(S.frames("freeswitch-sip486-busy.txt") + S.frames("freeswitch-sip603-decline.txt"))
         await asyncio.wait_for(written.wait(), 10)

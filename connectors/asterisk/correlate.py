@@ -31,7 +31,7 @@ Emit = Callable[[HangupClues], None]
 
 # Events the correlator reads; everything else on the wire is skipped unparsed.
 EVENTS = frozenset({
-    "newchannel", "newstate", "dialbegin", "dialend", "dial", "hanguprequest",
+    "newchannel", "newstate", "dialstate", "dialbegin", "dialend", "dial", "hanguprequest",
     "softhanguprequest", "hangup", "varset", "userevent", "cel", "cdr",
 })
 # Dialplan variables read from VarSet (set by the examples/asterisk hangup handlers).
@@ -104,6 +104,7 @@ class Leg:
     internal: bool = False
     started: bool = False                # we saw it begin (Newchannel / Dial as caller)
     start_time: float | None = None      # epoch
+    progress_time: float | None = None   # epoch of its first Ringing / Progress (post-dial delay)
     dialed: bool = False                 # destination of a Dial or Originate
     dialer: str | None = None            # uid of the channel that dialed it
     caller_num: str | None = None
@@ -170,7 +171,7 @@ class Correlator:
         self.records = 0
         self._evicted = metrics.LEGS_EVICTED.labels(source=settings.source_name)
         self._handlers: dict[str, Callable[[Fields], None]] = {
-            "newchannel": self._newchannel, "newstate": self._newstate,
+            "newchannel": self._newchannel, "newstate": self._newstate, "dialstate": self._dialstate,
             "dialbegin": self._dialbegin, "dialend": self._dialend, "dial": self._dial_old,
             "hanguprequest": self._request, "softhanguprequest": self._request,
             "hangup": self._hangup, "varset": self._varset, "userevent": self._userevent,
@@ -358,6 +359,15 @@ class Correlator:
         leg = self._leg(f.get("uniqueid"), f)
         if leg is not None and f.get("channelstate") == "6":
             leg.answered = True
+        elif leg is not None and f.get("channelstate") == "5" and leg.progress_time is None:
+            leg.progress_time = self._event_time(f)     # Ringing: the far end sent 180
+
+    def _dialstate(self, f: Fields) -> None:
+        # DialState (Asterisk 13+) on the dialled channel: RINGING (180) or PROGRESS (183)
+        dest = self._leg(f.get("destuniqueid"), f, "dest")
+        if dest is not None and dest.progress_time is None and \
+                (f.get("dialstatus") or "").upper() in ("RINGING", "PROGRESS"):
+            dest.progress_time = self._event_time(f)
 
     def _dialbegin(self, f: Fields) -> None:
         caller = self._leg(f.get("uniqueid"), f)
@@ -696,6 +706,9 @@ class Correlator:
         duration = None
         if leg.start_time is not None and leg.end_time is not None:
             duration = sane_duration(round(max(0.0, leg.end_time - leg.start_time), 3))
+        pdd = None
+        if leg.dialed and leg.start_time is not None and leg.progress_time is not None:
+            pdd = round(max(0.0, leg.progress_time - leg.start_time), 3)
         answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
         if answered is None and (leg.started or leg.dialed):
             answered = False
@@ -712,6 +725,7 @@ class Correlator:
             answered=answered,
             duration_s=duration,
             billsec_s=leg.billsec,
+            pdd_s=pdd,
             trunk=trunk_of(leg.channel),
             internal=leg.internal,
             sip_code=sip_code,

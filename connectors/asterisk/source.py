@@ -35,9 +35,9 @@ log = logging.getLogger("callcause.connectors.ami")
 # UserEvent and DialEnd carries DIALSTATUS, so they would only cost parsing time. Without a
 # filter (or with eventfilter lines that admit them) they are still read.
 FILTERS = (
-    "^Event: (Newchannel|DialBegin|DialEnd|Dial|HangupRequest|SoftHangupRequest|Hangup"
+    "^Event: (Newchannel|DialBegin|DialState|DialEnd|Dial|HangupRequest|SoftHangupRequest|Hangup"
     "|UserEvent|Shutdown)[[:space:]]",
-    "^Event: Newstate[[:space:]].*ChannelState: 6[[:space:]]",
+    "^Event: Newstate[[:space:]].*ChannelState: [56][[:space:]]",   # 5 Ringing: post-dial delay
     "^Event: CEL[[:space:]].*EventName: HANGUP[[:space:]]",
 )
 

@@ -94,6 +94,7 @@ class DeliveryOptions:
     concurrency: int = 4
     grace_s: float = 5.0
     outbox_sync: str = "interval"      # or "every_record": fsync per accepted record
+    alerts: bool = False               # also deliver trunk.alert events (opt-in)
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -148,14 +149,25 @@ def parse_delivery_options(sec: Section, cfg: DeliveryOptions) -> None:
     cfg.concurrency = sec.int("concurrency", 4, min=1, max=256)
     cfg.grace_s = parse_duration(sec, "grace", 5.0)
     cfg.outbox_sync = sec.str("outbox_sync", "interval", choices=SYNC_MODES)
+    cfg.alerts = sec.bool("alerts", False)
 
 
 # --- what goes over the wire, and what comes back ----------------------------------------------
 
-def single_body(event_time: str, data: bytes) -> bytes:
+ALERT_PREFIX = "al_"       # outbox rows of trunk.alert events: `al_<episode>.<state>`
+
+
+def single_body(event_time: str, data: bytes, kind: str = RECORD_TYPE) -> bytes:
     """`{"type":"call.hangup","timestamp":<hangup time>,"data":<record>}`, byte-stable."""
-    return b'{"type":"' + RECORD_TYPE.encode() + b'","timestamp":"' + event_time.encode() \
+    return b'{"type":"' + kind.encode() + b'","timestamp":"' + event_time.encode() \
         + b'","data":' + data + b"}"
+
+
+def row_type(record_id: str) -> str:
+    """The body `type` of an outbox row: the outbox stores ids, and alert ids say what they are."""
+    from callcause.trunks.alerts import ALERT_TYPE
+
+    return ALERT_TYPE if record_id.startswith(ALERT_PREFIX) else RECORD_TYPE
 
 
 def batch_body(rows: Sequence[Row]) -> bytes:
@@ -360,6 +372,23 @@ class OutboxSink(Sink):
                        f"unwritable record: {error}", now)
         return f" as a dead letter in the outbox of {self.name} (`callcause outbox list --dead`)"
 
+    @property
+    def wants_alerts(self) -> bool:
+        return self.cfg.alerts
+
+    async def write_alerts(self, events: Sequence[Any]) -> None:
+        """Commit trunk.alert events (callcause.trunks.alerts.AlertEvent) to the outbox, signed and
+        retried like records; the row id is the event's message id (`al_<episode>.<state>`)."""
+        if self._outbox is None:
+            raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
+        rows = [(e.message_id, e.document(self.lang)["timestamp"],
+                 json.dumps(e.data(self.lang), ensure_ascii=False, separators=(",", ":")).encode()) for e in events]
+        now = time.time()
+        await self._db(self._outbox.add_many, self.name, rows, now, now)
+        self._dirty.set()
+        self._depth += len(rows)
+        self._wake.set()
+
     async def close(self) -> None:
         """Finish in-flight deliveries within the grace period; what is left waits for the next start."""
         self._closing = True
@@ -513,7 +542,8 @@ class OutboxSink(Sink):
                 continue
             if at > now:
                 return units, at
-            units.append(Delivery(row.record_id, single_body(row.event_time, row.data), [row]))
+            units.append(Delivery(row.record_id, single_body(row.event_time, row.data, row_type(row.record_id)),
+                                  [row]))
             if len(units) == free:
                 break
         return units, None

@@ -216,6 +216,18 @@ def _cause_number(name: str | None, q850: int | None) -> int | None:
     return q850 if q850 is not None and q850 != 16 else None
 
 
+def _pdd(h: Mapping[str, str]) -> float | None:
+    """Post-dial delay: from the channel's creation to its first progress (180 or 183), in
+    seconds; None when the leg never saw progress (FreeSWITCH writes 0 then)."""
+    start = _int(h, "variable_start_uepoch") or _int(h, "Caller-Channel-Created-Time")
+    marks = [v for k in ("variable_progress_uepoch", "variable_progress_media_uepoch",
+                         "Caller-Channel-Progress-Time", "Caller-Channel-Progress-Media-Time")
+             if (v := _int(h, k))]
+    if not start or not marks or min(marks) < start:
+        return None
+    return round((min(marks) - start) / 1_000_000, 3)
+
+
 _LINK_KEYS = ("Unique-ID", "variable_call_uuid", "Channel-Call-UUID", "Other-Leg-Unique-ID",
               "variable_other_loopback_leg_uuid", "variable_signal_bond", "variable_bridge_uuid")
 
@@ -265,6 +277,7 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
         answered=answered,
         duration_s=_seconds(h, "variable_mduration", "variable_duration"),
         billsec_s=_seconds(h, "variable_billmsec", "variable_billsec"),
+        pdd_s=_pdd(h),
         trunk=_value(h, "variable_sip_gateway_name") or _value(h, "variable_sip_gateway"),
         internal=internal,
         sip_code=sip_code,

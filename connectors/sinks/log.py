@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -27,6 +28,7 @@ class LogConfig:
     name: str = "log"
     kind: str = "log"
     pii: PiiPolicy | None = None        # None = numbers and URIs kept as the PBX sent them
+    alerts: bool = True                 # also write trunk.alert events
 
 
 def parse_config(sec: Section) -> LogConfig:
@@ -38,6 +40,7 @@ def parse_config(sec: Section) -> LogConfig:
     cfg = LogConfig(path=sec.str("path", None), stdout=stdout,
                     language=parse_language(sec, "language", None))
     cfg.name = sec.str("name", f"log:{cfg.path}" if cfg.path else "log:stdout")
+    cfg.alerts = sec.bool("alerts", True)
     if sec.has("pii"):
         cfg.pii = parse_pii(sec.section("pii"))
     else:
@@ -114,6 +117,19 @@ class LogSink(Sink):
         doc = record.document(self.lang)
         if self.cfg.pii is not None:
             doc = self.cfg.pii.apply(doc)
+        self._emit(doc, text_line)
+
+    @property
+    def wants_alerts(self) -> bool:
+        return self.cfg.alerts
+
+    async def write_alerts(self, events: Sequence[Any]) -> None:
+        """trunk.alert events (callcause.trunks.alerts.AlertEvent): in the file as the webhook
+        body (`{"type": "trunk.alert", "timestamp", "data"}`), on stdout as one line."""
+        for event in events:
+            self._emit(event.document(self.lang), lambda _doc, e=event: e.text_line(self.lang))
+
+    def _emit(self, doc: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> None:
         if self.cfg.path:
             if self._fd is None or self._reopen_wanted or self._moved():
                 self._reopen_wanted = False
@@ -125,7 +141,7 @@ class LogSink(Sink):
                 view = view[written:]
         if self.cfg.stdout != "off":
             out = self.stdout or sys.stdout
-            text = text_line(doc) if self.cfg.stdout == "text" else json.dumps(doc, ensure_ascii=False)
+            text = as_text(doc) if self.cfg.stdout == "text" else json.dumps(doc, ensure_ascii=False)
             out.write(text + "\n")
             out.flush()
 

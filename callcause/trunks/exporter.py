@@ -1,0 +1,109 @@
+"""Trunk counters and histograms for Prometheus, kept as plain numbers while legs are counted
+and turned into metric families only when `/metrics` is scraped.
+
+A locked `inc()`/`observe()` of the official client per leg and per metric cost more than all
+the rest of trunk health together; a custom collector (the client's documented extension point)
+reads the same numbers at scrape time instead, so the hot path is a few dict increments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import weakref
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from callcause.trunks.classes import ClassTable
+
+PDD_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0)
+TALK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+Labels = tuple[str, ...]               # a group key: source, trunk, direction (, destination)
+
+
+class TrunkCounts:
+    """The cumulative counts of one monitor, per group key (capped by its group limit); the
+    destination part of a key, if any, is summed away at export to keep the labels bounded."""
+
+    def __init__(self, classes: ClassTable) -> None:
+        self.classes = classes
+        # (labels, category, answered, SIP code): one dict update per leg; the SEER split is
+        # derived from the code at export
+        self.legs: dict[tuple[Labels, str, bool, int | None], int] = {}
+        self.pdd: dict[Labels, list[float]] = {}                 # per bucket counts, then the sum
+        self.talk: dict[Labels, list[float]] = {}
+        COLLECTOR.sources.add(self)
+
+    def count(self, labels: Labels, category: str, answered: bool, sip: int | None,
+              pdd: float | None, talk: float | None) -> None:
+        k = (labels, category, answered, sip)
+        legs = self.legs
+        legs[k] = legs.get(k, 0) + 1
+        if pdd is not None:
+            _observe(self.pdd, labels, PDD_BUCKETS, pdd)
+        if talk is not None:
+            _observe(self.talk, labels, TALK_BUCKETS, talk)
+
+
+def _observe(store: dict[Labels, list[float]], labels: Labels, bounds: tuple[float, ...], value: float) -> None:
+    row = store.get(labels)
+    if row is None:
+        row = store[labels] = [0.0] * (len(bounds) + 2)     # buckets, +Inf, sum
+    row[bisect.bisect_left(bounds, value)] += 1
+    row[-1] += value
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.sources: weakref.WeakSet[TrunkCounts] = weakref.WeakSet()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(list(self.sources)))
+
+    def _families(self, sources: list[TrunkCounts] = ()) -> list[Metric]:  # type: ignore[assignment]
+        names = ["source", "trunk", "direction"]
+        legs = CounterMetricFamily("callcause_trunk_legs", "Call legs per trunk group, by category and NER class",
+                                   labels=[*names, "category", "ner_class"])
+        answered = CounterMetricFamily("callcause_trunk_answered", "Answered call legs per trunk group",
+                                       labels=names)
+        seer = CounterMetricFamily("callcause_trunk_seer_legs",
+                                   "Call legs counted by RFC 6076 SEER, by whether they were effective",
+                                   labels=[*names, "effective"])
+        pdd = HistogramMetricFamily("callcause_trunk_pdd_seconds",
+                                    "Post-dial delay (attempt to first ringing/progress)", labels=names)
+        talk = HistogramMetricFamily("callcause_trunk_talk_seconds", "Talk time of answered legs", labels=names)
+        sums: dict[tuple, float] = {}
+        for src in sources:
+            for (labels, category, was_answered, sip), n in list(src.legs.items()):
+                keys = [("legs", *labels[:3], category, src.classes.ner_class(category))]
+                if was_answered:
+                    keys.append(("answered", *labels[:3]))
+                split = src.classes.seer(sip, was_answered)
+                if split is not None:
+                    keys.append(("seer", *labels[:3], "true" if split[1] else "false"))
+                for k in keys:
+                    sums[k] = sums.get(k, 0) + n
+        for k, n in sorted(sums.items()):
+            {"legs": legs, "answered": answered, "seer": seer}[k[0]].add_metric(list(k[1:]), n)
+        for family, attr, bounds in ((pdd, "pdd", PDD_BUCKETS), (talk, "talk", TALK_BUCKETS)):
+            rows: dict[Labels, list[float]] = {}
+            for src in sources:
+                for labels, row in list(getattr(src, attr).items()):
+                    acc = rows.setdefault(labels[:3], [0.0] * len(row))
+                    for i, v in enumerate(row):
+                        acc[i] += v
+            for labels, row in sorted(rows.items()):
+                cumulative, buckets = 0.0, []
+                for bound, n in zip((*map(str, bounds), "+Inf"), row[:-1], strict=True):
+                    cumulative += n
+                    buckets.append((bound, cumulative))
+                family.add_metric(list(labels), buckets, row[-1])
+        return [legs, answered, seer, pdd, talk]
+
+
+COLLECTOR = _Collector()
+REGISTRY.register(COLLECTOR)
