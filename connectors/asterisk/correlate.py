@@ -521,6 +521,10 @@ class Correlator:
             leg.sip_call_id = sip_call_id
 
     def _tech_for(self, chan: str, value: str) -> None:
+        if not value.strip():
+            # HANGUPCAUSE(<chan>,tech) is empty after a far-end BYE since 20.17 / 22.7 / 23.1
+            # (asterisk issue 1606): nothing said, and a later helper value may still come
+            return
         uid = self.by_channel.get(chan)
         leg = self.legs.get(uid) if uid else None
         if leg is not None:
@@ -675,9 +679,16 @@ class Correlator:
         if tech_text is None and leg.channel in self.tech_for_channel:
             tech_text = self.tech_for_channel.pop(leg.channel)[0]
         helper = parse_tech(tech_text)
+        extra: dict[str, str] = {}
+        answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
+        if sip_code is not None and answered:
+            # An answered leg's INVITE got a 2xx; since 20.17 / 22.7 / 23.1 chan_pjsip_hangup()
+            # fills TechCause with hangup_cause2sip(Cause) when Asterisk ends the call itself:
+            # a code it derived, not one the far end sent. Kept aside, not reported as the code.
+            extra["techcause_derived"] = str(sip_code)
+            sip_code = None
         if helper is not None and helper[0] >= 300 and (sip_code is None or sip_code == helper[0]):
             sip_code, sip_reason = helper
-        extra: dict[str, str] = {}
         if tech_text:
             extra["hangupcause_tech"] = tech_text
         if leg.cel is not None and leg.cel[1]:
@@ -696,7 +707,6 @@ class Correlator:
         duration = None
         if leg.start_time is not None and leg.end_time is not None:
             duration = sane_duration(round(max(0.0, leg.end_time - leg.start_time), 3))
-        answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
         if answered is None and (leg.started or leg.dialed):
             answered = False
         return HangupClues(
@@ -753,6 +763,10 @@ class Correlator:
             role = self._role(self.by_channel.get(channel_name(src) or ""), call)
             if role is not None:
                 return role
+        if leg.dialed and leg.dial_status == "CANCEL":
+            # The dialing side withdrew this branch while it rang: another branch answered
+            # (Cause 26) or the caller gave up; the callee's answer to the CANCEL says nothing.
+            return "pbx" if _int((leg.hangup or {}).get("cause")) == 26 else "caller"
         if call is not None and call.first_request is not None:
             role = self._role(call.first_request, call)
             if role is not None:
