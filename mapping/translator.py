@@ -158,8 +158,9 @@ class Translator:
 
         A clue the PBX merely derived from a stronger one is no contradiction and is left out:
         the Q.850 cause (or FreeSWITCH cause name) its dialect gives for the SIP code or that
-        the Reason header set. Q.850 0 and 127 say nothing (undefined, interworking), and a
-        "normal clearing" of a leg that never answered means cancelled, as for the winner.
+        the Reason header set, or the 16 FreeSWITCH reports for its own causes. Q.850 0 and
+        127 say nothing (undefined, interworking), and a "normal clearing" of a leg that never
+        answered means cancelled, as for the winner.
         """
         if len(clues) < 2:
             return []
@@ -173,6 +174,9 @@ class Translator:
                 derived.add(t.fs_names.get(d.sip_to_name[sip_code], -1))
         if reason_q850 is not None:
             derived.add(reason_q850.cause)
+        own = t.freeswitch.get((c.pbx_cause or "").upper())
+        if own is not None and own.code > 127:
+            derived.add(own.q850_reported)      # FreeSWITCH reports its own causes as Q.850 16
 
         def category(outcome: Outcome) -> str:
             return "cancelled" if outcome.category == "answered" and c.answered is False else outcome.category
