@@ -95,7 +95,7 @@ EXPECTED = {
     ],
     "public-005-ast11-dial-end-cancel-hangup0.txt": [
         ("vgua0-dev-1443442640.97", "SIP/126680005-0000002c", None, 16, "CANCEL", "caller"),
-        ("vgua0-dev-1443442640.94", "SIP/126680002-0000002b", None, 0, "CANCEL", "unknown"),
+        ("vgua0-dev-1443442640.94", "SIP/126680002-0000002b", None, 0, "CANCEL", "caller"),
     ],
     "public-006-ast11-hanguprequest-hangup26-answered-elsewhere.txt": [
         ("63f2f9ce924a-1501852169.260", "SIP/150010003-00000080", None, 26, "CANCEL", "pbx"),
@@ -118,7 +118,7 @@ EXPECTED = {
     ],
     "public-011-ast13-dialend-cancel-hangup0.txt": [
         ("195176c06ab8-1529936141.29", "SIP/150010002-00000003", None, 16, "CANCEL", "caller"),
-        ("195176c06ab8-1529936141.21", "SIP/150010001-00000002", None, 0, "CANCEL", "unknown"),
+        ("195176c06ab8-1529936141.21", "SIP/150010001-00000002", None, 0, "CANCEL", "caller"),
     ],
     "public-012-ast13-hangup26-answered-elsewhere-dialend-cancel.txt": [
         ("195176c06ab8-1529936598.183", "SIP/150010003-0000000f", None, 26, "CANCEL", "pbx"),

@@ -767,6 +767,9 @@ class Correlator:
             # The dialing side withdrew this branch while it rang: another branch answered
             # (Cause 26) or the caller gave up; the callee's answer to the CANCEL says nothing.
             return "pbx" if _int((leg.hangup or {}).get("cause")) == 26 else "caller"
+        if not leg.dialed and leg.own_dial_status == "CANCEL":
+            # app_dial says CANCEL when the channel running it hung up while the callee rang
+            return "caller"
         if call is not None and call.first_request is not None:
             role = self._role(call.first_request, call)
             if role is not None:
