@@ -110,6 +110,8 @@ class Dialect:
     name_to_sip: dict[str, int | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # the cause a PBX reports for a failure response carries a received Reason: Q.850 value
+    reason_sets_cause: bool = False
 
     def q850_for_sip(self, code: int) -> int | None:
         if code in self.sip_to_q850:
@@ -164,6 +166,21 @@ class Tables:
             self._by_version[key] = _compile_dialect(
                 name, self.raw_dialects[name], self.fs_names, [revisions[i] for i in applied])
         return self._by_version[key]
+
+    def reason_behind(self, dialect: str, version: str | None, sip_code: int, cause: int) -> int | None:
+        """The Q.850 value of a Reason header the PBX honoured but did not hand over, or None.
+
+        A PBX whose reported cause for a failure response comes from the Reason header when
+        one was there (`reason_sets_cause`) and from its own map otherwise: a cause its map
+        (of that version) cannot give for the code came from a Reason header. When the two
+        agree nothing tells them apart.
+        """
+        d = self.dialect(dialect, version)
+        if not d.reason_sets_cause or sip_code < 300 or not 0 < cause <= 127:
+            return None
+        name = d.sip_to_name.get(sip_code)
+        expected = self.fs_names.get(name) if name else d.q850_for_sip(sip_code)
+        return None if cause == expected else cause
 
     def q850_class(self, value: int) -> str:
         return self.q850_classes.get(value >> 4, "unknown")
@@ -237,6 +254,9 @@ def _compile_dialect(name: str, raw: dict[str, Any], fs_names: dict[str, int],
     d = Dialect(name=name, sip_to_q850={}, sip_default={}, q850_to_sip={}, q850_default={},
                 notes=list(raw.get("notes") or []), sources=list(raw.get("sources") or []))
     layers = [raw, *(raw.get("revisions") or [] if revisions is None else revisions)]
+    for layer in layers:
+        if "reason_sets_cause" in layer:
+            d.reason_sets_cause = bool(layer["reason_sets_cause"])
     for layer in layers:
         for code, value in (layer.get("sip_to_q850") or {}).items():
             d.sip_to_q850[int(code)] = cause_number(value)

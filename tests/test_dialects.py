@@ -252,6 +252,8 @@ def test_asterisk_302_by_version(version: str | None, sip302: int, q850_23: int)
     d = builtin_tables().dialect("asterisk", version)
     assert (d.q850_for_sip(302), d.sip_for_q850(23)) == (sip302, q850_23)
     assert d.q850_for_sip(486) == 17 and d.q850_for_sip(480) == 19     # the rest is unchanged
+    # the same releases stopped letting a Reason header set the cause of a failure response
+    assert d.reason_sets_cause is (sip302 == 16)
 
 
 @pytest.mark.parametrize(("version", "s607", "s608", "s428", "stale"), [
@@ -264,6 +266,7 @@ def test_freeswitch_1_10_7_by_version(version, s607, s608, s428, stale) -> None:
     d = builtin_tables().dialect("freeswitch", version)
     assert (d.q850_for_sip(607), d.q850_for_sip(608), d.q850_for_sip(428)) == (s607, s608, s428)
     assert d.name_to_sip.get("STALE_DATE") == stale
+    assert d.reason_sets_cause
     assert d.sip_to_name.get(607) == ("CALL_REJECTED" if s607 == 21 else "UNWANTED")
 
 

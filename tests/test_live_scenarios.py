@@ -189,3 +189,37 @@ async def test_empty_hangupcause_tech_after_a_far_end_bye_changes_nothing() -> N
             (c,) = got.clues
             results.append((c.sip_code, c.q850, c.dial_status, c.hangup_source, c.answered))
     assert results[0] == results[1] == (None, 16, "ANSWER", "callee", True)
+
+
+@pytest.mark.parametrize(("version", "inferred"), [("22.8.2", 21), ("20.18.2", 21), ("22.10.1", None),
+                                                   ("23.3.0", None)])
+def test_asterisk_before_22_9_reports_the_reason_in_cause(version: str, inferred: int | None) -> None:
+    """Before 20.19 / 22.9 / 23.3 res_pjsip_rfc3326 put a Reason's Q.850 value into the cause of
+    a failure response and it stayed. The real 22.10.1 call of 486 + Reason 21, its Hangup
+    Cause set to 21 as those versions report it: read as a Reason only where the version says so."""
+    from ami_support import FIXTURES
+
+    from callcause.connectors.asterisk.correlate import Correlator, CorrelatorSettings
+    from callcause.connectors.simulator.ami import load_frames
+    from callcause.problems import ProblemLog
+
+    got: list[HangupClues] = []
+    corr = Correlator(CorrelatorSettings(source_name="pbx", grace=0.0), got.append, ProblemLog("test"))
+    corr.version = version
+    for frame in load_frames(FIXTURES / "asterisk-live-sip486-reason-q850-21.txt"):
+        fields = {k.lower(): v for k, _, v in (ln.partition(": ") for ln in frame.split("\r\n"))}
+        if fields.get("event") == "Hangup" and fields.get("channel") == "PJSIP/peer-00000093":
+            fields["cause"] = "21"
+        corr.feed(fields["event"].lower(), fields)
+    corr.flush()
+    (c,) = [c for c in got if c.channel == "PJSIP/peer-00000093"]
+    assert (c.sip_code, c.q850) == (486, 21)
+    assert [r.cause for r in c.reason_headers if r.inferred] == ([inferred] if inferred else [])
+    exp = S.translator().explain(c)
+    if inferred:
+        assert (exp.category, exp.rule) == ("rejected", "builtin:reason/q850/21")
+        assert exp.overruled == [{"clue": "sip/486", "by": "reason/q850/21"},
+                                 {"clue": "dialstatus/BUSY", "by": "reason/q850/21"}]
+    else:   # 22.9+ replaces what a Reason set: a 21 there has another cause; the code decides
+        assert exp.rule == "builtin:sip/486"
+        assert exp.overruled == [{"clue": "q850/21", "by": "sip/486"}]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from callcause import metrics
 from callcause.mapping.notation import parse_reason_header
+from callcause.mapping.tables import builtin_tables
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
 from callcause.wire import ascii_decimal, ascii_int, sane_duration, sane_epoch
@@ -696,6 +697,15 @@ class Correlator:
         dial_status = leg.dial_status or leg.own_dial_status
         if dial_status is None and leg.cel is not None and leg.cel[2]:
             dial_status = leg.cel[2]
+        reasons = list(leg.reasons)
+        if (not reasons and sip_code is not None and cause is not None and dial_status != "CANCEL"
+                and sip_code != 487 and cause not in (16, 127) and (leg.channel or "").startswith("PJSIP/")):
+            # Before 20.19 / 22.9 / 23.3 a Reason on the far end's failure response set the
+            # channel's cause (res_pjsip_rfc3326): a cause res_pjsip's map cannot give for the
+            # code came from one. The table of the version decides (`reason_sets_cause`).
+            n = builtin_tables().reason_behind("asterisk", self.version, sip_code, cause)
+            if n is not None:
+                reasons.append(ReasonHeader("Q.850", n, None, inferred=True))
         direction = "outbound" if leg.dialed else ("inbound" if leg.started else None)
         if leg.dialed:
             from_number = leg.connected_num
@@ -726,7 +736,7 @@ class Correlator:
             internal=leg.internal,
             sip_code=sip_code,
             sip_reason=sip_reason,
-            reason_headers=list(leg.reasons),
+            reason_headers=reasons,
             q850=cause,
             pbx_cause=clean(h.get("cause-txt")),
             pbx_cause_code=cause,

@@ -235,15 +235,10 @@ def inferred_reason(h: Mapping[str, str], version: str | None) -> ReasonHeader |
     """
     status = _int(h, "variable_sip_term_status")
     cause = _int(h, "variable_sip_term_cause")
-    if status is None or cause is None or status < 300 or not 0 < cause <= 127 or cause == 96:
+    if status is None or cause is None or cause == 96:
         return None
-    tables = builtin_tables()
-    d = tables.dialect("freeswitch", version)
-    name = d.sip_to_name.get(status)
-    expected = tables.fs_names.get(name) if name else d.q850_for_sip(status)
-    if cause == expected:
-        return None
-    return ReasonHeader("Q.850", cause, None, inferred=True)
+    n = builtin_tables().reason_behind("freeswitch", version, status, cause)
+    return ReasonHeader("Q.850", n, None, inferred=True) if n is not None else None
 
 
 _LINK_KEYS = ("Unique-ID", "variable_call_uuid", "Channel-Call-UUID", "Other-Leg-Unique-ID",
