@@ -197,21 +197,13 @@ def test_asterisk_before_22_9_reports_the_reason_in_cause(version: str, inferred
     """Before 20.19 / 22.9 / 23.3 res_pjsip_rfc3326 put a Reason's Q.850 value into the cause of
     a failure response and it stayed. The real 22.10.1 call of 486 + Reason 21, its Hangup
     Cause set to 21 as those versions report it: read as a Reason only where the version says so."""
-    from ami_support import FIXTURES
+    def cause_21(events: list[dict]) -> list[dict]:
+        for e in events:
+            if e.get("event") == "Hangup" and e.get("channel") == "PJSIP/peer-00000093":
+                e["cause"] = "21"
+        return events
 
-    from callcause.connectors.asterisk.correlate import Correlator, CorrelatorSettings
-    from callcause.connectors.simulator.ami import load_frames
-    from callcause.problems import ProblemLog
-
-    got: list[HangupClues] = []
-    corr = Correlator(CorrelatorSettings(source_name="pbx", grace=0.0), got.append, ProblemLog("test"))
-    corr.version = version
-    for frame in load_frames(FIXTURES / "asterisk-live-sip486-reason-q850-21.txt"):
-        fields = {k.lower(): v for k, _, v in (ln.partition(": ") for ln in frame.split("\r\n"))}
-        if fields.get("event") == "Hangup" and fields.get("channel") == "PJSIP/peer-00000093":
-            fields["cause"] = "21"
-        corr.feed(fields["event"].lower(), fields)
-    corr.flush()
+    got = _feed("asterisk-live-sip486-reason-q850-21.txt", version, cause_21)
     (c,) = [c for c in got if c.channel == "PJSIP/peer-00000093"]
     assert (c.sip_code, c.q850) == (486, 21)
     assert [r.cause for r in c.reason_headers if r.inferred] == ([inferred] if inferred else [])
@@ -223,3 +215,38 @@ def test_asterisk_before_22_9_reports_the_reason_in_cause(version: str, inferred
     else:   # 22.9+ replaces what a Reason set: a 21 there has another cause; the code decides
         assert exp.rule == "builtin:sip/486"
         assert exp.overruled == [{"clue": "q850/21", "by": "sip/486"}]
+
+
+def _feed(name: str, version: str, edit=None) -> list[HangupClues]:
+    """The frames of a real capture through a correlator, optionally edited first."""
+    from ami_support import FIXTURES
+
+    from callcause.connectors.asterisk.correlate import Correlator, CorrelatorSettings
+    from callcause.connectors.simulator.ami import load_frames
+    from callcause.problems import ProblemLog
+
+    got: list[HangupClues] = []
+    corr = Correlator(CorrelatorSettings(source_name="pbx", grace=0.0), got.append, ProblemLog("test"))
+    corr.version = version
+    events = [{k.lower(): v for k, _, v in (ln.partition(": ") for ln in f.split("\r\n"))}
+              for f in load_frames(FIXTURES / name)]
+    for fields in (edit(events) if edit else events):
+        corr.feed(fields["event"].lower(), fields)
+    corr.flush()
+    return got
+
+
+def test_dial_timeout_is_the_pbx_whatever_order_the_events_come_in() -> None:
+    """Under load Asterisk may publish the timed-out callee's Hangup before the SoftHangupRequest
+    that shows the PBX ended the dial (seen once in the live check): Cause 0 with DialEnd
+    NOANSWER says it already."""
+    def hangup_first(events: list[dict]) -> list[dict]:
+        hangup = next(e for e in events if e["event"] == "Hangup" and e["channel"] == "PJSIP/peer-0000000a")
+        soft = next(i for i, e in enumerate(events) if e["event"] == "SoftHangupRequest")
+        rest = [e for e in events if e is not hangup]
+        return [*rest[:soft], hangup, *rest[soft:]]
+
+    for edit in (None, hangup_first):
+        (c,) = [c for c in _feed("asterisk-noanswer-dial-timeout.txt", "22.10.1", edit)
+                if c.channel == "PJSIP/peer-0000000a"]
+        assert (c.q850, c.dial_status, c.hangup_source) == (0, "NOANSWER", "pbx")

@@ -777,6 +777,10 @@ class Correlator:
             # The dialing side withdrew this branch while it rang: another branch answered
             # (Cause 26) or the caller gave up; the callee's answer to the CANCEL says nothing.
             return "pbx" if _int((leg.hangup or {}).get("cause")) == 26 else "caller"
+        if leg.dialed and leg.dial_status == "NOANSWER" and _int((leg.hangup or {}).get("cause")) == 0:
+            # Dial's timeout ended the ringing branch (a refusal would have given a cause); the
+            # events that tell it (SoftHangupRequest) may come after this Hangup
+            return "pbx"
         if not leg.dialed and leg.own_dial_status == "CANCEL":
             # app_dial says CANCEL when the channel running it hung up while the callee rang
             return "caller"
