@@ -25,6 +25,20 @@ COMMANDS = {
 }
 
 
+def _dialect(text: str) -> str:
+    """`asterisk`, `freeswitch@1.10.6`: a known dialect name, with a version that parses."""
+    from callcause.mapping.tables import DIALECTS, parse_version
+
+    name, _, version = text.partition("@")
+    if name not in DIALECTS:
+        raise argparse.ArgumentTypeError(f"unknown dialect {name!r}; use one of {', '.join(DIALECTS)}"
+                                         " (optionally with @VERSION, e.g. asterisk@22.8)")
+    if version and (name == "rfc3398" or parse_version(version) is None):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a version number after @ (e.g. asterisk@22.8); "
+                                         "rfc3398 has no versions")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callcause",
@@ -37,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain a SIP code, Q.850 cause, PBX cause name or DSS1 cause IE")
     p.add_argument("text", nargs="+", help="e.g. 486, '480 No money left', q850:34, USER_BUSY, 0x8290")
     p.add_argument("--lang", default=None, help="language of the texts: en, de, ru, zh (default en)")
-    p.add_argument("--dialect", choices=("asterisk", "freeswitch", "rfc3398"), default=None,
-                   help="whose SIP<->Q.850 mapping to apply (default: rfc3398)")
+    p.add_argument("--dialect", type=_dialect, default=None, metavar="NAME[@VERSION]",
+                   help="whose SIP<->Q.850 mapping to apply: asterisk, freeswitch or rfc3398, "
+                        "optionally of one version (asterisk@22.8; plain name: the newest; default: rfc3398)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--overrides", default=None, help="apply this overrides file")
 

@@ -18,12 +18,14 @@ import base64
 import json
 import logging
 import math
+import re
 import secrets
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 from callcause.config import load_yaml, parse_config
 from callcause.daemon import Daemon
@@ -71,6 +73,34 @@ logging: {{level: WARNING}}
 """
 
 
+# The lab captures were placed without a caller id (FreeSWITCH writes 0000000000, or the
+# dialled string); the demo gives each such call a caller like the ones a PBX sees (numbers
+# from the ranges Ofcom keeps free for drama and examples).
+DEMO_CALLERS = ("+442079460123", "+441632960961", "+441134960754", "+442079460987")
+_CALLER_ID = re.compile(rb"(?mi)^([A-Za-z_-]*caller[-_]id[-_]number): ([^\n]*)$")
+_DESTINATION = re.compile(rb"(?m)^Caller-Destination-Number: ([^\n]*)$")
+
+
+def with_callers(calls: list[list[bytes]], first: int = 0) -> list[list[bytes]]:
+    """Each call's frames with a placeholder caller id (0000000000, or the number dialled
+    itself) replaced by a demo number (the `first`-th onwards); real caller ids stay."""
+    from callcause.connectors.simulator.esl import event_frame, frame_body
+
+    out = []
+    for n, frames in enumerate(calls):
+        number = quote(DEMO_CALLERS[(first + n) % len(DEMO_CALLERS)], safe="").encode()
+        fixed = []
+        for f in frames:
+            body = frame_body(f)
+            dest = _DESTINATION.search(body)
+            placeholders = {b"0000000000", dest.group(1) if dest else b"0000000000"}
+            fixed.append(event_frame(_CALLER_ID.sub(
+                lambda m, v=number, p=placeholders: m.group(1) + b": " + (v if m.group(2) in p else m.group(2)),
+                body)))
+        out.append(fixed)
+    return out
+
+
 async def _quiet(counter: list[int], settle: float, limit: float) -> None:
     """Wait until no new record arrived for `settle` seconds (at most `limit` seconds)."""
     deadline = time.monotonic() + limit
@@ -104,7 +134,8 @@ async def _play_outage(esl, duration: float, cps: float, counter: list[int]) -> 
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < duration:
         share = elapsed / duration
-        esl.send_events(outage_call(time.time(), failing=0.35 <= share < 0.6))
+        call = outage_call(time.time(), failing=0.35 <= share < 0.6)
+        esl.send_events(with_callers([call], first=counter[0])[0])
         counter[0] += 1
         await asyncio.sleep(1 / cps)
 
@@ -117,7 +148,7 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
 
     captures = _captures_dir()
     ami_scenarios = [Scenario.load(p) for p in sorted(captures.glob("ami-*.txt"))]
-    esl_calls = [event_frames(load_capture(p)) for p in sorted(captures.glob("esl-*.txt"))]
+    esl_calls = with_callers([event_frames(load_capture(p)) for p in sorted(captures.glob("esl-*.txt"))])
     calls = max(2, round(rate * duration))
     ami_calls, esl_calls_n = math.ceil(calls / 2), calls // 2
 
@@ -161,7 +192,8 @@ async def run_demo(rate: float, duration: float, lang: str, out=sys.stdout) -> i
             esl_frames = [f for call in esl_calls for f in call]
             repeat = max(1, math.ceil(esl_calls_n / len(esl_calls)))
             esl_rate = max(1.0, per_call_esl * max(esl_calls_n, 1) / duration)
-            esl_done = asyncio.wrap_future(esl.play(esl_frames, rate=esl_rate, repeat=repeat, fresh_ids=True))
+            esl_done = asyncio.wrap_future(esl.play(esl_frames, rate=esl_rate, repeat=repeat, fresh_ids=True,
+                                                    fresh_times=True))
             outage = asyncio.create_task(_play_outage(esl, duration, max(8.0, rate / 2), outage_calls))
             await ami.play(ami_scenarios, calls=ami_calls, rate=max(ami_calls / duration, 0.1), ids=IdSource())
             await asyncio.wait_for(esl_done, duration + 30)

@@ -20,7 +20,7 @@ def explanation_document(exp: Explanation, texts: Texts) -> dict[str, Any]:
         "cause": {"category": exp.category, "severity": exp.severity, "retryable": exp.retryable,
                   "hangup_source": exp.hangup_source, "fault": exp.fault, "lang": texts.lang,
                   "summary": texts.summary, "detail": texts.detail, "advice": texts.advice},
-        "rule": exp.rule, "collapsed": exp.collapsed, "dialects": exp.dialects,
+        "rule": exp.rule, "collapsed": exp.collapsed, "overruled": exp.overruled, "dialects": exp.dialects,
     }
     if exp.dss1 is not None:
         doc["dss1"] = exp.dss1
@@ -74,6 +74,8 @@ def _rows(exp: Explanation, texts: Texts) -> list[tuple[str, str]]:
     rows.append(("Detail", texts.detail))
     rows.append(("Advice", texts.advice))
     rows.append(("Rule", f"{exp.rule}{'  (collapsed: the PBX lost detail)' if exp.collapsed else ''}"))
+    if exp.overruled:
+        rows.append(("Overruled", "; ".join(f"{o['clue']} by {o['by']}" for o in exp.overruled)))
     return rows
 
 

@@ -37,11 +37,16 @@ class ReasonHeader:
     cause: int
     text: str | None = None
     location: str | None = None   # RFC 8606 `location=` (e.g. "LN"), Q.850 only
+    # True when the PBX did not hand over the header but its own numbers prove one was there
+    # (FreeSWITCH: a Q.850 cause that its SIP -> Q.850 map cannot give for the SIP code).
+    inferred: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": self.protocol, "cause": self.cause, "text": self.text}
         if self.location is not None:
             out["location"] = self.location
+        if self.inferred:
+            out["inferred"] = True
         return out
 
 
@@ -133,6 +138,8 @@ class Explanation:
     dss1: dict[str, Any] | None = None
     dialects: dict[str, Any] | None = None
     text_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # lang -> field -> text
+    # clues that pointed elsewhere and lost to `rule`: [{"clue": "sip/486", "by": "reason/q850/21"}]
+    overruled: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -191,4 +198,5 @@ class CauseRecord:
             "collapsed": e.collapsed,
             "incomplete": c.incomplete,
             "rule": e.rule,
+            "overruled": e.overruled,
         }

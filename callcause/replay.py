@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -198,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
         _sources, sinks = build_connectors(config)
     else:
         sinks = [LogSink(LogConfig(path=None, stdout="json" if args.json else "text"), lang or "en",
-                         stdout=sys.stdout)]
+                         stdout=sys.stdout, reader_may_leave=True)]
     if getattr(args, "alerts", False) or getattr(args, "rules", None):
         monitor = _alert_monitor(args, config, translator, sinks)
         written = asyncio.run(_write_with_alerts(legs, translator, sinks, monitor))
@@ -208,5 +209,11 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     written = asyncio.run(_write(legs, translator, sinks))
+    if any(getattr(s, "reader_gone", False) for s in sinks):
+        # `replay ... | head`: the reader left; end quietly as Unix tools do. stdout now points
+        # at /dev/null so the interpreter's final flush does not complain about the pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     print(f"callcause replay: {written} record(s) from {len(args.files)} file(s)", file=sys.stderr)
     return 0

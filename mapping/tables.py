@@ -110,6 +110,8 @@ class Dialect:
     name_to_sip: dict[str, int | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # the cause a PBX reports for a failure response carries a received Reason: Q.850 value
+    reason_sets_cause: bool = False
 
     def q850_for_sip(self, code: int) -> int | None:
         if code in self.sip_to_q850:
@@ -139,6 +141,46 @@ class Tables:
     ast_names: dict[str, int] = field(default_factory=dict)     # AST_CAUSE_BUSY -> 17
     pri_names: dict[str, int] = field(default_factory=dict)     # PRI_CAUSE_USER_BUSY -> 17
     phrases_by_code: dict[int, list[Phrase]] = field(default_factory=dict)
+    # per dialect, the raw YAML and its revisions, for building the table of an older version
+    raw_dialects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _by_version: dict[tuple[str, tuple[int, ...]], Dialect] = field(default_factory=dict)
+
+    def dialect(self, name: str, version: str | None = None) -> Dialect:
+        """The SIP <-> Q.850 table of one dialect as a given PBX version has it.
+
+        `name` may carry the version itself (`asterisk@22.8`). Without a version, or with one
+        that does not parse, the newest behaviour applies. Raises KeyError for an unknown name.
+        """
+        if "@" in name:
+            name, version = name.split("@", 1)
+        newest = self.dialects[name]
+        revisions = self.raw_dialects.get(name, {}).get("revisions") or []
+        numbers = parse_version(version)
+        if not revisions or numbers is None:
+            return newest
+        applied = tuple(i for i, rev in enumerate(revisions) if _applies(rev["since"], numbers))
+        if len(applied) == len(revisions):
+            return newest
+        key = (name, applied)
+        if key not in self._by_version:
+            self._by_version[key] = _compile_dialect(
+                name, self.raw_dialects[name], self.fs_names, [revisions[i] for i in applied])
+        return self._by_version[key]
+
+    def reason_behind(self, dialect: str, version: str | None, sip_code: int, cause: int) -> int | None:
+        """The Q.850 value of a Reason header the PBX honoured but did not hand over, or None.
+
+        A PBX whose reported cause for a failure response comes from the Reason header when
+        one was there (`reason_sets_cause`) and from its own map otherwise: a cause its map
+        (of that version) cannot give for the code came from a Reason header. When the two
+        agree nothing tells them apart.
+        """
+        d = self.dialect(dialect, version)
+        if not d.reason_sets_cause or sip_code < 300 or not 0 < cause <= 127:
+            return None
+        name = d.sip_to_name.get(sip_code)
+        expected = self.fs_names.get(name) if name else d.q850_for_sip(sip_code)
+        return None if cause == expected else cause
 
     def q850_class(self, value: int) -> str:
         return self.q850_classes.get(value >> 4, "unknown")
@@ -173,7 +215,34 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _compile_dialect(name: str, raw: dict[str, Any], fs_names: dict[str, int]) -> Dialect:
+_VERSION = re.compile(r"^\D*?(\d+(?:\.\d+)*)")
+
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """`22.10.1`, `1.10.12-release~64bit`, `certified-20.7-cert3` -> numbers; None if none."""
+    if not text:
+        return None
+    m = _VERSION.match(text.strip())
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def _applies(since: dict[str, str], version: tuple[int, ...]) -> bool:
+    """Whether a change that reached each release line at `since` is in `version`.
+
+    `since` maps a release line (`"22"`, `"1.10"`) to its first version with the change. A
+    line newer than every listed one has it (it branched later); an older or skipped line
+    does not (21.x never received the Asterisk 302 change).
+    """
+    lines = {tuple(int(p) for p in str(k).split(".")): parse_version(str(v)) for k, v in since.items()}
+    for line, first in lines.items():
+        if version[:len(line)] == line:
+            return first is not None and version >= first
+    return all(version[:len(line)] > line for line in lines)
+
+
+def _compile_dialect(name: str, raw: dict[str, Any], fs_names: dict[str, int],
+                     revisions: list[dict[str, Any]] | None = None) -> Dialect:
+    """One dialect: its base table plus the revisions given (all of them when None: newest)."""
     def cause_number(value: Any) -> int | None:
         if value is None or isinstance(value, int):
             return value
@@ -184,20 +253,26 @@ def _compile_dialect(name: str, raw: dict[str, Any], fs_names: dict[str, int]) -
 
     d = Dialect(name=name, sip_to_q850={}, sip_default={}, q850_to_sip={}, q850_default={},
                 notes=list(raw.get("notes") or []), sources=list(raw.get("sources") or []))
-    for code, value in (raw.get("sip_to_q850") or {}).items():
-        d.sip_to_q850[int(code)] = cause_number(value)
-        if isinstance(value, str):
-            d.sip_to_name[int(code)] = value.upper()
+    layers = [raw, *(raw.get("revisions") or [] if revisions is None else revisions)]
+    for layer in layers:
+        if "reason_sets_cause" in layer:
+            d.reason_sets_cause = bool(layer["reason_sets_cause"])
+    for layer in layers:
+        for code, value in (layer.get("sip_to_q850") or {}).items():
+            d.sip_to_q850[int(code)] = cause_number(value)
+            if isinstance(value, str):
+                d.sip_to_name[int(code)] = value.upper()
     for key, value in (raw.get("sip_to_q850_default") or {}).items():
         d.sip_default[str(key)] = cause_number(value)
-    for key, value in (raw.get("q850_to_sip") or {}).items():
-        if isinstance(key, str) and not key.isdigit():
-            d.name_to_sip[key.upper()] = _opt_int(value)
-            num = fs_names.get(key.upper())
-            if num is not None and num <= 127:
-                d.q850_to_sip[num] = _opt_int(value)
-        else:
-            d.q850_to_sip[int(key)] = _opt_int(value)
+    for layer in layers:
+        for key, value in (layer.get("q850_to_sip") or {}).items():
+            if isinstance(key, str) and not key.isdigit():
+                d.name_to_sip[key.upper()] = _opt_int(value)
+                num = fs_names.get(key.upper())
+                if num is not None and num <= 127:
+                    d.q850_to_sip[num] = _opt_int(value)
+            else:
+                d.q850_to_sip[int(key)] = _opt_int(value)
     for key, value in (raw.get("q850_to_sip_default") or {}).items():
         d.q850_default[str(key)] = _opt_int(value)
     return d
@@ -261,6 +336,11 @@ def load_tables(directory: Path = TABLES_DIR) -> Tables:
     for name in DIALECTS:
         if name not in raw_dialects:
             raise TableError(f"dialects.yaml: dialect {name!r} is missing")
+        tables.raw_dialects[name] = raw_dialects[name]
+        for rev in raw_dialects[name].get("revisions") or []:
+            if not isinstance(rev.get("since"), dict) or not rev.get("source"):
+                raise TableError(f"dialects.yaml {name}: every revision needs `since` (line -> version) "
+                                 "and `source`")
         tables.dialects[name] = _compile_dialect(name, raw_dialects[name], tables.fs_names)
     return tables
 
@@ -271,6 +351,7 @@ class Dispositions:
 
     by_disposition: dict[tuple[str, str], str]
     without_disposition: dict[str, str]
+    response_without_disposition: dict[str, str] = field(default_factory=dict)   # direction -> who
 
 
 def load_dispositions(directory: Path = TABLES_DIR) -> Dispositions:
@@ -280,7 +361,9 @@ def load_dispositions(directory: Path = TABLES_DIR) -> Dispositions:
         for direction, who in by_direction.items():
             pairs[(str(disposition), str(direction))] = _hangup_source(who, f"{disposition}.{direction}")
     alone = {str(cause): _hangup_source(who, str(cause)) for cause, who in raw["without_disposition"].items()}
-    return Dispositions(pairs, alone)
+    response = {str(direction): _hangup_source(who, f"response_without_disposition.{direction}")
+                for direction, who in (raw.get("response_without_disposition") or {}).items()}
+    return Dispositions(pairs, alone, response)
 
 
 def _hangup_source(value: Any, where: str) -> str:

@@ -48,6 +48,39 @@ EXPECTED = {
     "asterisk-x-asterisk-to-fs-sip486.txt": [
         ("1795279956.9", "PJSIP/freeswitch-00000009", 486, 17, "BUSY", "callee"),
     ],
+    # bench/live_pbx.py scenarios (Asterisk 22.10.1). A dialed leg whose DialEnd says CANCEL was
+    # hung up by the caller's side, or by the PBX when another branch answered (Cause 26).
+    "asterisk-live-blind-transfer-to-486.txt": [
+        ("c9a04972-1fa2-4988-a8ce-91252348a800", "PJSIP/peer-00000090", None, 16, "ANSWER", "unknown"),
+        ("1796282987.348", "PJSIP/peer-00000092", 486, 17, "BUSY", "callee"),
+        # transferred to a busy number, then hung up by the dialplan's Hangup(17): TechCause 486
+        # is Asterisk's own hangup_cause2sip(17) on an answered leg, not a response
+        ("1796282986.347", "PJSIP/peer-00000091", None, 17, "ANSWER", "pbx"),
+    ],
+    "asterisk-live-caller-cancel-while-ringing.txt": [
+        ("1cbe17e0-3109-4712-8d97-74e87ffbe660", "PJSIP/peer-00000087", None, 16, "ANSWER", "unknown"),
+        ("1796282949.336", "PJSIP/peer-00000088", None, 16, "CANCEL", "caller"),
+    ],
+    "asterisk-live-cancel-phone-answers-500.txt": [
+        ("a1321c15-e81f-4d20-ad4b-1981385431b8", "PJSIP/peer-00000089", None, 16, "ANSWER", "unknown"),
+        # 22.10.1 reports neither the phone's 500 nor Cause 127 for the cancelled branch
+        ("1796282957.338", "PJSIP/peer-0000008a", None, 16, "CANCEL", "caller"),
+    ],
+    "asterisk-live-early-media-183-then-503.txt": [
+        ("877f5941-9465-4633-af81-e2d1c466df7a", "PJSIP/peer-0000008f", 503, 34, "CONGESTION", "callee"),
+    ],
+    "asterisk-live-parallel-fork-answered-elsewhere.txt": [
+        ("1796282966.341", "PJSIP/peer-0000008d", None, 26, "CANCEL", "pbx"),
+        ("1796282966.340", "PJSIP/peer-0000008c", None, 16, "ANSWER", "callee"),
+        ("62668c21-5dd9-450e-a4db-26b15491a12a", "PJSIP/peer-0000008b", None, 16, "ANSWER", "callee"),
+    ],
+    "asterisk-live-sip302-cause23.txt": [
+        ("1796282972.344", "PJSIP/peer-0000008e", 302, 23, "NOANSWER", "callee"),   # 23 since 22.9
+    ],
+    "asterisk-live-sip486-reason-q850-21.txt": [
+        # Asterisk ignores a Reason header on a final response: Cause stays its own 17
+        ("1796282993.351", "PJSIP/peer-00000093", 486, 17, "BUSY", "callee"),
+    ],
     "public-001-ast1.4-hangup-cause21-call-rejected.txt": [
         ("1194013971.30", "SIP/200-0821dcc8", None, 21, None, "unknown"),
     ],
@@ -61,11 +94,11 @@ EXPECTED = {
         ("vgua0-dev-1443442620.93", "SIP/voipgrid-siproute-dev-0000002a", None, 17, "BUSY", "unknown"),
     ],
     "public-005-ast11-dial-end-cancel-hangup0.txt": [
-        ("vgua0-dev-1443442640.97", "SIP/126680005-0000002c", None, 16, "CANCEL", "unknown"),
-        ("vgua0-dev-1443442640.94", "SIP/126680002-0000002b", None, 0, "CANCEL", "unknown"),
+        ("vgua0-dev-1443442640.97", "SIP/126680005-0000002c", None, 16, "CANCEL", "caller"),
+        ("vgua0-dev-1443442640.94", "SIP/126680002-0000002b", None, 0, "CANCEL", "caller"),
     ],
     "public-006-ast11-hanguprequest-hangup26-answered-elsewhere.txt": [
-        ("63f2f9ce924a-1501852169.260", "SIP/150010003-00000080", None, 26, "CANCEL", "unknown"),
+        ("63f2f9ce924a-1501852169.260", "SIP/150010003-00000080", None, 26, "CANCEL", "pbx"),
         ("63f2f9ce924a-1501852169.255", "SIP/150010001-0000007f", None, 16, "ANSWER", "pbx"),
         ("63f2f9ce924a-1501852169.254", "SIP/150010002-0000007e", None, 16, "ANSWER", "pbx"),
     ],
@@ -84,11 +117,11 @@ EXPECTED = {
         ("195176c06ab8-1529936241.98", "SIP/150010001-00000008", None, 17, "BUSY", "unknown"),
     ],
     "public-011-ast13-dialend-cancel-hangup0.txt": [
-        ("195176c06ab8-1529936141.29", "SIP/150010002-00000003", None, 16, "CANCEL", "unknown"),
-        ("195176c06ab8-1529936141.21", "SIP/150010001-00000002", None, 0, "CANCEL", "unknown"),
+        ("195176c06ab8-1529936141.29", "SIP/150010002-00000003", None, 16, "CANCEL", "caller"),
+        ("195176c06ab8-1529936141.21", "SIP/150010001-00000002", None, 0, "CANCEL", "caller"),
     ],
     "public-012-ast13-hangup26-answered-elsewhere-dialend-cancel.txt": [
-        ("195176c06ab8-1529936598.183", "SIP/150010003-0000000f", None, 26, "CANCEL", "unknown"),
+        ("195176c06ab8-1529936598.183", "SIP/150010003-0000000f", None, 26, "CANCEL", "pbx"),
         ("195176c06ab8-1529936598.181", "SIP/150010002-0000000e", None, 16, "ANSWER", "unknown"),
         ("195176c06ab8-1529936598.168", "SIP/150010001-0000000d", None, 16, "ANSWER", "unknown"),
     ],
@@ -128,6 +161,13 @@ CATEGORIES = {
     "asterisk-sip503-reason-q850-34.txt": ["congestion"],
     "asterisk-sip603-decline.txt": ["rejected"],
     "asterisk-x-asterisk-to-fs-sip486.txt": ["busy"],
+    "asterisk-live-blind-transfer-to-486.txt": ["answered", "busy", "answered"],
+    "asterisk-live-caller-cancel-while-ringing.txt": ["answered", "cancelled"],
+    "asterisk-live-cancel-phone-answers-500.txt": ["answered", "cancelled"],
+    "asterisk-live-early-media-183-then-503.txt": ["congestion"],
+    "asterisk-live-parallel-fork-answered-elsewhere.txt": ["cancelled", "answered", "answered"],
+    "asterisk-live-sip302-cause23.txt": ["transfer"],
+    "asterisk-live-sip486-reason-q850-21.txt": ["busy"],
 }
 
 

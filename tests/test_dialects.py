@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-DIALECTS = yaml.safe_load(
+RAW = yaml.safe_load(
     (Path(__file__).parents[1] / "mapping" / "tables" / "dialects.yaml").read_text(encoding="utf-8"))["dialects"]
+
+
+def _newest(d: dict) -> dict:
+    """A dialect as its newest release has it: the base tables with every revision on top."""
+    out = {**d, "sip_to_q850": dict(d["sip_to_q850"]), "q850_to_sip": dict(d["q850_to_sip"])}
+    for rev in d.get("revisions") or []:
+        out["sip_to_q850"].update(rev.get("sip_to_q850") or {})
+        out["q850_to_sip"].update(rev.get("q850_to_sip") or {})
+    return out
+
+
+DIALECTS = {name: _newest(d) for name, d in RAW.items()}
 
 # --- RFC 3398 §8.2.6.1 (SIP -> ISUP cause) -------------------------------------------------
 RFC3398_SIP = {
@@ -34,13 +46,14 @@ RFC3398_Q850 = {
 }
 RFC3398_Q850_DEFAULT = {k: None for k in ("0", "1", "2", "3", "4", "5", "6", "7", "*")}
 
-# --- Asterisk res_pjsip.c ast_sip_hangup_sip2cause() ---------------------------------------
+# --- Asterisk res_pjsip.c ast_sip_hangup_sip2cause() (22.10.1) ----------------------------
 # AST_CAUSE_CALL_REJECTED 21, UNALLOCATED 1, INTERWORKING 127, NO_USER_RESPONSE 18,
 # NORMAL_TEMPORARY_FAILURE 41, NUMBER_CHANGED 22, NO_ROUTE_DESTINATION 3, NO_ANSWER 19,
 # INVALID_NUMBER_FORMAT 28, BUSY = USER_BUSY 17, BEARERCAPABILITY_NOTAVAIL 58,
 # FAILURE = NETWORK_OUT_OF_ORDER 38, FACILITY_REJECTED 29, DESTINATION_OUT_OF_ORDER 27,
 # CONGESTION = NORMAL_CIRCUIT_CONGESTION 34, RECOVERY_ON_TIMER_EXPIRE 102.
 ASTERISK_SIP = {
+    302: 23,     # REDIRECTED_TO_NEW_DESTINATION, since 20.19.0 / 22.9.0 / 23.3.0
     401: 21, 403: 21, 404: 1, 405: 127, 407: 21, 408: 18, 409: 41, 410: 22, 411: 127, 413: 127,
     414: 127, 415: 127, 420: 3, 480: 19, 481: 127, 482: 127, 483: 19, 484: 28, 485: 1, 486: 17,
     487: 127, 488: 58, 491: 127, 493: 127, 500: 38, 501: 29, 502: 27, 503: 34, 504: 102, 505: 127,
@@ -52,6 +65,7 @@ ASTERISK_SIP_DEFAULT = {"1xx": 16, "2xx": 16, "3xx": 16, "4xx": 127, "5xx": 34, 
 ASTERISK_Q850 = {
     1: 404, 3: 404, 2: 404, 34: 503, 42: 503, 18: 408, 19: 480, 20: 480, 21: 403, 22: 410, 31: 480,
     28: 484, 17: 486, 38: 500, 29: 501, 66: 503, 27: 502, 58: 488, 127: 500,
+    23: 302,     # since 20.19.0 / 22.9.0 / 23.3.0
 }
 # returns 0 for everything else; ast_sip_session_terminate() turns 0 into 603
 ASTERISK_Q850_DEFAULT = {k: 603 for k in ("0", "1", "2", "3", "4", "5", "6", "7", "*")}
@@ -148,7 +162,7 @@ def test_dialect_matches_its_source_value_by_value(name: str) -> None:
 def test_entry_counts() -> None:
     counts = {n: (len(DIALECTS[n]["sip_to_q850"]), len(DIALECTS[n]["q850_to_sip"])) for n in sorted(DIALECTS)}
     print(f"\ndialect entries (sip->q850, q850->sip): {counts}")
-    assert counts == {"asterisk": (34, 19), "freeswitch": (44, 45), "rfc3398": (37, 32)}
+    assert counts == {"asterisk": (35, 20), "freeswitch": (44, 45), "rfc3398": (37, 32)}
 
 
 @pytest.mark.parametrize(("code", "rfc3398", "asterisk", "freeswitch"), [
@@ -174,7 +188,7 @@ def test_entry_counts() -> None:
     (606, 31, 58, 88),
     (607, 31, 127, "UNWANTED"),
     (608, 31, 127, 21),
-    (302, 31, 16, 31),
+    (302, 31, 23, 31),        # Asterisk before 20.19 / 22.9 / 23.3: 16 (see test_versions)
     (200, None, 16, 16),
     (486, 17, 17, 17),        # agreement
     (404, 1, 1, 1),
@@ -213,10 +227,53 @@ def test_loader_reads_the_dialects_the_same_way() -> None:
     assert dialects["asterisk"].q850_for_sip(480) == 19
     assert dialects["freeswitch"].q850_for_sip(480) == 18
     assert dialects["asterisk"].q850_for_sip(599) == 34      # 5xx default
-    assert dialects["asterisk"].q850_for_sip(302) == 16      # below 400: AST_CAUSE_NORMAL
+    assert dialects["asterisk"].q850_for_sip(302) == 23      # newest; before 22.9: 16
+    assert dialects["asterisk"].q850_for_sip(301) == 16      # below 400: AST_CAUSE_NORMAL
     assert dialects["rfc3398"].q850_for_sip(487) is None     # no mapping
     assert dialects["freeswitch"].q850_for_sip(487) == 16    # ORIGINATOR_CANCEL, reported as 16
     assert dialects["freeswitch"].q850_for_sip(499) == 31    # NORMAL_UNSPECIFIED default
     assert dialects["asterisk"].sip_for_q850(16) == 603
     assert dialects["freeswitch"].sip_for_q850(16) == 480
     assert dialects["rfc3398"].sip_for_q850(16) is None
+
+
+# --- versions: what each release line had, from the release tags ----------------------------
+@pytest.mark.parametrize(("version", "sip302", "q850_23"), [
+    ("20.18.2", 16, 603), ("20.19.0", 23, 302),                     # 20 LTS got it in 20.19.0
+    ("21.10.2", 16, 603),                                           # 21 ended before the change
+    ("22.8.2", 16, 603), ("22.9.0", 23, 302), ("22.10.1", 23, 302),
+    ("23.2.2", 16, 603), ("23.3.0", 23, 302), ("24.0.0", 23, 302),  # later lines branched with it
+    ("18.26.4", 16, 603), ("certified-20.7-cert3", 16, 603),
+    ("22.9.0-rc1", 23, 302), (None, 23, 302), ("garbage", 23, 302),  # unknown: the newest
+])
+def test_asterisk_302_by_version(version: str | None, sip302: int, q850_23: int) -> None:
+    from callcause.mapping.tables import builtin_tables
+
+    d = builtin_tables().dialect("asterisk", version)
+    assert (d.q850_for_sip(302), d.sip_for_q850(23)) == (sip302, q850_23)
+    assert d.q850_for_sip(486) == 17 and d.q850_for_sip(480) == 19     # the rest is unchanged
+    # the same releases stopped letting a Reason header set the cause of a failure response
+    assert d.reason_sets_cause is (sip302 == 16)
+
+
+@pytest.mark.parametrize(("version", "s607", "s608", "s428", "stale"), [
+    ("1.10.6", 21, 31, 31, None), ("1.8.7", 21, 31, 31, None),
+    ("1.10.7", 16, 21, 16, 403), ("1.10.12-release~64bit", 16, 21, 16, 403), (None, 16, 21, 16, 403),
+])
+def test_freeswitch_1_10_7_by_version(version, s607, s608, s428, stale) -> None:
+    from callcause.mapping.tables import builtin_tables
+
+    d = builtin_tables().dialect("freeswitch", version)
+    assert (d.q850_for_sip(607), d.q850_for_sip(608), d.q850_for_sip(428)) == (s607, s608, s428)
+    assert d.name_to_sip.get("STALE_DATE") == stale
+    assert d.reason_sets_cause
+    assert d.sip_to_name.get(607) == ("CALL_REJECTED" if s607 == 21 else "UNWANTED")
+
+
+def test_dialect_name_with_version() -> None:
+    from callcause.mapping.tables import builtin_tables
+
+    t = builtin_tables()
+    assert t.dialect("asterisk@22.8").q850_for_sip(302) == 16
+    assert t.dialect("asterisk@22.10").q850_for_sip(302) == 23
+    assert t.dialect("asterisk") is t.dialects["asterisk"]

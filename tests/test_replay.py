@@ -72,3 +72,43 @@ def test_unknown_format_and_missing_file(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "nope.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["replay", "--diff", str(AMI_BUSY)]) == 2
+
+
+def test_replay_into_a_closed_pipe_ends_at_once_and_quietly():
+    """`callcause replay FILE | head -2`: the reader leaves; replay must not retry the write."""
+    import subprocess
+    import sys
+
+    files = sorted(str(p) for p in (FIX / "esl").glob("freeswitch-*.txt"))
+    proc = subprocess.Popen([sys.executable, "-m", "callcause.cli", "replay", *files],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()              # the reader is gone before the first record is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"retrying" not in err and b"Broken pipe" not in err
+
+
+async def test_the_daemon_log_sink_still_reports_a_broken_stdout():
+    """Only the command line gives up on a closed stdout; in the daemon the pipeline retries."""
+    import pytest
+
+    from callcause.connectors.sinks.log import LogConfig, LogSink
+    from callcause.mapping.translator import Translator
+    from callcause.record import CauseRecord, HangupClues
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            raise BrokenPipeError
+
+    t = Translator.default()
+    clues = HangupClues(source_name="s", source_kind="asterisk", leg_id="1", q850=16)
+    record = CauseRecord(clues, t.explain(clues), t.texts)
+    with pytest.raises(BrokenPipeError):
+        await LogSink(LogConfig(path=None, stdout="text"), "en", stdout=Closed()).write(record)
+    cli = LogSink(LogConfig(path=None, stdout="text"), "en", stdout=Closed(), reader_may_leave=True)
+    await cli.write(record)
+    await cli.write(record)
+    assert cli.reader_gone

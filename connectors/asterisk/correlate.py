@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from callcause import metrics
 from callcause.mapping.notation import parse_reason_header
+from callcause.mapping.tables import builtin_tables
 from callcause.problems import ProblemLog
 from callcause.record import HangupClues, ReasonHeader
 from callcause.wire import ascii_decimal, ascii_int, sane_duration, sane_epoch
@@ -531,6 +532,10 @@ class Correlator:
             leg.sip_call_id = sip_call_id
 
     def _tech_for(self, chan: str, value: str) -> None:
+        if not value.strip():
+            # HANGUPCAUSE(<chan>,tech) is empty after a far-end BYE since 20.17 / 22.7 / 23.1
+            # (asterisk issue 1606): nothing said, and a later helper value may still come
+            return
         uid = self.by_channel.get(chan)
         leg = self.legs.get(uid) if uid else None
         if leg is not None:
@@ -685,9 +690,16 @@ class Correlator:
         if tech_text is None and leg.channel in self.tech_for_channel:
             tech_text = self.tech_for_channel.pop(leg.channel)[0]
         helper = parse_tech(tech_text)
+        extra: dict[str, str] = {}
+        answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
+        if sip_code is not None and answered:
+            # An answered leg's INVITE got a 2xx; since 20.17 / 22.7 / 23.1 chan_pjsip_hangup()
+            # fills TechCause with hangup_cause2sip(Cause) when Asterisk ends the call itself:
+            # a code it derived, not one the far end sent. Kept aside, not reported as the code.
+            extra["techcause_derived"] = str(sip_code)
+            sip_code = None
         if helper is not None and helper[0] >= 300 and (sip_code is None or sip_code == helper[0]):
             sip_code, sip_reason = helper
-        extra: dict[str, str] = {}
         if tech_text:
             extra["hangupcause_tech"] = tech_text
         if leg.cel is not None and leg.cel[1]:
@@ -695,6 +707,15 @@ class Correlator:
         dial_status = leg.dial_status or leg.own_dial_status
         if dial_status is None and leg.cel is not None and leg.cel[2]:
             dial_status = leg.cel[2]
+        reasons = list(leg.reasons)
+        if (not reasons and sip_code is not None and cause is not None and dial_status != "CANCEL"
+                and sip_code != 487 and cause not in (16, 127) and (leg.channel or "").startswith("PJSIP/")):
+            # Before 20.19 / 22.9 / 23.3 a Reason on the far end's failure response set the
+            # channel's cause (res_pjsip_rfc3326): a cause res_pjsip's map cannot give for the
+            # code came from one. The table of the version decides (`reason_sets_cause`).
+            n = builtin_tables().reason_behind("asterisk", self.version, sip_code, cause)
+            if n is not None:
+                reasons.append(ReasonHeader("Q.850", n, None, inferred=True))
         direction = "outbound" if leg.dialed else ("inbound" if leg.started else None)
         if leg.dialed:
             from_number = leg.connected_num
@@ -709,7 +730,6 @@ class Correlator:
         pdd = None
         if leg.dialed and leg.start_time is not None and leg.progress_time is not None:
             pdd = round(max(0.0, leg.progress_time - leg.start_time), 3)
-        answered = leg.answered or (leg.own_dial_status == "ANSWER") or None
         if answered is None and (leg.started or leg.dialed):
             answered = False
         return HangupClues(
@@ -730,7 +750,7 @@ class Correlator:
             internal=leg.internal,
             sip_code=sip_code,
             sip_reason=sip_reason,
-            reason_headers=list(leg.reasons),
+            reason_headers=reasons,
             q850=cause,
             pbx_cause=clean(h.get("cause-txt")),
             pbx_cause_code=cause,
@@ -767,6 +787,17 @@ class Correlator:
             role = self._role(self.by_channel.get(channel_name(src) or ""), call)
             if role is not None:
                 return role
+        if leg.dialed and leg.dial_status == "CANCEL":
+            # The dialing side withdrew this branch while it rang: another branch answered
+            # (Cause 26) or the caller gave up; the callee's answer to the CANCEL says nothing.
+            return "pbx" if _int((leg.hangup or {}).get("cause")) == 26 else "caller"
+        if leg.dialed and leg.dial_status == "NOANSWER" and _int((leg.hangup or {}).get("cause")) == 0:
+            # Dial's timeout ended the ringing branch (a refusal would have given a cause); the
+            # events that tell it (SoftHangupRequest) may come after this Hangup
+            return "pbx"
+        if not leg.dialed and leg.own_dial_status == "CANCEL":
+            # app_dial says CANCEL when the channel running it hung up while the callee rang
+            return "caller"
         if call is not None and call.first_request is not None:
             role = self._role(call.first_request, call)
             if role is not None:

@@ -117,8 +117,12 @@ _CAUSE_ONLY_SOURCE = _DISPOSITIONS.without_disposition
 
 
 def hangup_source(disposition: str | None, direction: str | None, cause: str | None,
-                  relayed_sip: bool = False) -> str | None:
-    """Who ended the leg: caller, callee, pbx, unknown; None when the event does not say."""
+                  relayed_sip: bool = False, response: int | None = None) -> str | None:
+    """Who ended the leg: caller, callee, pbx, unknown; None when the event does not say.
+
+    `response` is a final response (>= 300) the leg received (`sip_term_status`): it speaks
+    for the far end when FreeSWITCH set no disposition (a 401/407 it could not answer).
+    """
     if disposition:
         who = HANGUP_SOURCE.get((disposition, (direction or "").lower()))
         if who is None:
@@ -128,6 +132,10 @@ def hangup_source(disposition: str | None, direction: str | None, cause: str | N
         if disposition == "send_refuse" and relayed_sip:
             return "callee"
         return who
+    if response is not None and response >= 300:
+        who = _DISPOSITIONS.response_without_disposition.get((direction or "").lower())
+        if who is not None:
+            return who
     return _CAUSE_ONLY_SOURCE.get(cause or "")
 
 
@@ -228,6 +236,23 @@ def _pdd(h: Mapping[str, str]) -> float | None:
     return round((min(marks) - start) / 1_000_000, 3)
 
 
+def inferred_reason(h: Mapping[str, str], version: str | None) -> ReasonHeader | None:
+    """The Q.850 value of a Reason header FreeSWITCH honoured but did not hand over.
+
+    On a final response FreeSWITCH writes `sip_term_status` (the code) and `sip_term_cause`: the
+    Q.850 value of a received `Reason: Q.850;cause=N`, else its own map of the code (sofia.c,
+    nua_callstate_terminated). A cause that map cannot give for that code (in the map of this
+    FreeSWITCH version) therefore came from a Reason header. Cause 96 is left alone: FreeSWITCH
+    sets it itself on a 488 and on hibernating channels.
+    """
+    status = _int(h, "variable_sip_term_status")
+    cause = _int(h, "variable_sip_term_cause")
+    if status is None or cause is None or cause == 96:
+        return None
+    n = builtin_tables().reason_behind("freeswitch", version, status, cause)
+    return ReasonHeader("Q.850", n, None, inferred=True) if n is not None else None
+
+
 _LINK_KEYS = ("Unique-ID", "variable_call_uuid", "Channel-Call-UUID", "Other-Leg-Unique-ID",
               "variable_other_loopback_leg_uuid", "variable_signal_bond", "variable_bridge_uuid")
 
@@ -261,6 +286,11 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
     answered = (answered_time != "0") if answered_time is not None else (
         (answer_epoch != "0") if answer_epoch is not None else None)
     reason_text = _value(h, "variable_sip_reason")
+    reasons = parse_reason_values(reason_text) if reason_text else []
+    if not any(r.protocol.upper() == "Q.850" for r in reasons):
+        guess = inferred_reason(h, version)
+        if guess is not None:
+            reasons.append(guess)
     clues = HangupClues(
         source_name=source_name,
         source_kind="freeswitch",
@@ -282,13 +312,14 @@ def clues_from_event(h: Mapping[str, str], source_name: str, *, version: str | N
         internal=internal,
         sip_code=sip_code,
         sip_reason=sip_reason,
-        reason_headers=parse_reason_values(reason_text) if reason_text else [],
+        reason_headers=reasons,
         q850=q850,
         pbx_cause=cause,
         pbx_cause_code=_cause_number(cause, q850),
         dial_status=_value(h, "variable_originate_disposition") or _value(h, "variable_DIALSTATUS"),
         disposition=disposition,
-        hangup_source=hangup_source(disposition, direction, cause, relayed),  # type: ignore[arg-type]
+        hangup_source=hangup_source(disposition, direction, cause, relayed,  # type: ignore[arg-type]
+                                    _int(h, "variable_sip_term_status")),
         ended_at=_event_time(h, problems),
         received_at=received_at if received_at is not None else time.monotonic(),
         source_version=version,

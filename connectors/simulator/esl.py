@@ -120,6 +120,30 @@ def with_fresh_ids(frames: Sequence[bytes], keep: Iterable[str] = ()) -> list[by
     return out
 
 
+_MICROS = re.compile(rb"(?m)^([A-Za-z_-]+(?:-Time|_uepoch|-Timestamp)): ([1-9][0-9]{15})$")
+_SECONDS = re.compile(rb"(?m)^(variable_[a-z_]*_epoch): ([1-9][0-9]{9})$")
+
+
+def with_fresh_time(frame: bytes, now: float) -> bytes:
+    """The frame as if sent at `now`: its Event-Date-Timestamp becomes now and every other
+    time of the leg (created, answered, hangup ... in microseconds or seconds) moves with it,
+    so durations stay as recorded."""
+    body = frame_body(frame)
+    match = re.search(rb"(?m)^Event-Date-Timestamp: ([0-9]{16})$", body)
+    if not match:
+        return frame
+    shift = int(now * 1_000_000) - int(match.group(1))
+    body = _MICROS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift).encode(), body)
+    body = _SECONDS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift // 1_000_000).encode(),
+                        body)
+    local = quote(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)), safe="")
+    gmt = quote(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)), safe="")
+    body = re.sub(rb"(?m)^Event-Date-Local: .*$", b"Event-Date-Local: " + local.encode(), body)
+    body = re.sub(rb"(?m)^Event-Date-GMT: .*$", b"Event-Date-GMT: " + gmt.encode(), body)
+    ctype = re.search(rb"Content-Type: ([^\n]+)", frame.split(b"\n\n", 1)[0])
+    return event_frame(body, ctype.group(1).decode() if ctype else "text/event-plain")
+
+
 def heartbeat_body(version: str, core_uuid: str, seq: int) -> bytes:
     """A HEARTBEAT event built from the header list of FreeSWITCH's send_heartbeat (switch_core.c),
     in the shape of the HEARTBEAT frame in greenswitch's test suite (tests/test_lib_esl.py)."""
@@ -316,11 +340,12 @@ class EslServer:
         self._call(self._disconnect(notice))
 
     def play(self, frames: Sequence[bytes], *, rate: float = 10.0, repeat: int = 1,
-             fresh_ids: bool = True) -> asyncio.Future:  # type: ignore[type-arg]
+             fresh_ids: bool = True, fresh_times: bool = False) -> asyncio.Future:  # type: ignore[type-arg]
         """Paced replay in the background: `rate` frames per second, `repeat` times, each
-        repetition with fresh Unique-IDs so every leg is new to the client."""
+        repetition with fresh Unique-IDs so every leg is new to the client; with
+        `fresh_times` every frame carries the time it is sent."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self._play(list(frames), rate, repeat, fresh_ids),
+        return asyncio.run_coroutine_threadsafe(self._play(list(frames), rate, repeat, fresh_ids, fresh_times),
                                                 self._loop)  # type: ignore[return-value]
 
     # --- on the server loop ----------------------------------------------------------------
@@ -493,13 +518,14 @@ class EslServer:
                 self._seq += 1
                 await self._send_events([event_frame(heartbeat_body(self.version, self.core_uuid, self._seq))])
 
-    async def _play(self, frames: list[bytes], rate: float, repeat: int, fresh_ids: bool) -> int:
+    async def _play(self, frames: list[bytes], rate: float, repeat: int, fresh_ids: bool,
+                    fresh_times: bool) -> int:
         sent = 0
         interval = 1.0 / rate if rate > 0 else 0.0
         for _ in range(repeat):
             batch = with_fresh_ids(frames) if fresh_ids else frames
             for frame in batch:
-                await self._send_events([frame])
+                await self._send_events([with_fresh_time(frame, time.time()) if fresh_times else frame])
                 sent += 1
                 if interval:
                     await asyncio.sleep(interval)

@@ -76,8 +76,13 @@ def text_line(doc: dict[str, Any]) -> str:
 class LogSink(Sink):
     """A Sink (callcause.pipeline): `start`, `write(record)`, `close`, plus `reopen()`."""
 
-    def __init__(self, cfg: LogConfig, lang: str, stdout: TextIO | None = None) -> None:
+    def __init__(self, cfg: LogConfig, lang: str, stdout: TextIO | None = None, *,
+                 reader_may_leave: bool = False) -> None:
         self.cfg = cfg
+        # Command-line use (`callcause replay | head`): a closed stdout means the reader is done,
+        # so stop writing there instead of failing (the daemon retries, as for any sink).
+        self.reader_may_leave = reader_may_leave
+        self.reader_gone = False
         self.name = cfg.name
         self.lang = lang
         self.stdout = stdout
@@ -139,11 +144,16 @@ class LogSink(Sink):
             while view:                      # a regular file takes it in one go; be sure
                 written = os.write(self._fd, view)  # type: ignore[arg-type]
                 view = view[written:]
-        if self.cfg.stdout != "off":
+        if self.cfg.stdout != "off" and not self.reader_gone:
             out = self.stdout or sys.stdout
             text = as_text(doc) if self.cfg.stdout == "text" else json.dumps(doc, ensure_ascii=False)
-            out.write(text + "\n")
-            out.flush()
+            try:
+                out.write(text + "\n")
+                out.flush()
+            except BrokenPipeError:
+                if not self.reader_may_leave:
+                    raise
+                self.reader_gone = True
 
     async def close(self) -> None:
         if self._fd is not None:
