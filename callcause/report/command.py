@@ -45,8 +45,11 @@ def filters_from(args: argparse.Namespace, now: float | None = None) -> Filters:
         since = parse_when(args.since, until, "--since")
         if since >= until:
             raise CallcauseError(f"--since {args.since} is not before --until; the period would be empty")
-    split = (lambda v: [g.strip() for g in v.split(",") if g.strip()] if v else [])
-    return Filters(since=since, until=until, sources=split(args.sources), trunks=split(args.trunks))
+    return Filters(since=since, until=until, sources=_globs(args.sources), trunks=_globs(args.trunks))
+
+
+def _globs(value: str | None) -> list[str]:
+    return [g.strip() for g in value.split(",") if g.strip()] if value else []
 
 
 def pii_from(action: str) -> PiiPolicy:

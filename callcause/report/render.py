@@ -234,7 +234,8 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
                            "share": f.pct(n / total_legs), "trunks": ", ".join(sorted(affected[cause]))})
     view["causes"] = cause_rows
     charts.append({"id": "causes", "type": "hbar", "labels": [r["label"] for r in cause_rows],
-                   "series": [{"key": "count", "name": t["causes"]["count"], "values": [r["count"] for r in cause_rows]}]})
+                   "series": [{"key": "count", "name": t["causes"]["count"],
+                               "values": [r["count"] for r in cause_rows]}]})
 
     # 4. where calls fail: destinations, trunks, numbers
     def network(tot: Totals) -> int:
