@@ -92,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", default=None, help="end (default: now when --since is given, else the last record)")
     p.add_argument("--sources", default=None, help="only these sources (comma-separated globs)")
     p.add_argument("--trunks", default=None, help="only these trunks (comma-separated globs)")
-    p.add_argument("--pii", default="mask", help="called numbers: mask (default), keep, hash, drop")
+    p.add_argument("--pii", default=None, help="called numbers: mask (default), keep, hash, drop")
+    p.add_argument("-c", "--config", default=None,
+                   help="take language, report.pii, destination prefix groups, classes and overrides from this config")
     p.add_argument("--min-attempts", type=int, default=30, help='below this a trunk is marked "few calls"')
+    p.add_argument("--alerts", default=None, metavar="RULES",
+                   help="back-test alert rules on the records and mark them: a rules file, or `default`")
     return parser
 
 

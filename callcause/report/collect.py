@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from callcause.record import CauseRecord
 from callcause.trunks import OTHER, ClassTable, GroupKey, Leg, Totals, leg_from_document, load_classes
-from callcause.trunks.destinations import Destinations
+from callcause.trunks.destinations import DestinationConfig, Destinations
 
 HOUR, DAY = 3600, 86400
 HOURLY_SPAN = 3 * DAY        # a longer span is charted per day: 72 bars is about what a page shows
@@ -66,14 +67,46 @@ class SourceClues:
     overridden: int = 0
 
 
-def overruled(doc: dict[str, Any]) -> bool:
+def report_destinations(cfg: DestinationConfig | None = None) -> Destinations:
+    """Destination groups for a report: the config's prefix groups and default region, and the
+    numbering plan always (a report is where one looks at destinations, even when the daemon's
+    alerting does not group by them)."""
+    cfg = cfg or DestinationConfig()
+    return Destinations(DestinationConfig(numbering_plan=True, default_region=cfg.default_region,
+                                          prefixes=cfg.prefixes))
+
+
+class Extras(NamedTuple):
+    """What a report reads from a record beyond the trunk-health `Leg`."""
+
+    kind: str                 # the PBX: asterisk, freeswitch
+    hangup_source: str
+    collapsed: bool
+    incomplete: bool
+    overruled: bool
+    overridden: bool          # decided by one of the user's overrides
+
+
+def overruled(q850: Any) -> bool:
     """The PBX's Q.850 cause says something else than the Q.850 its SIP code stands for: two
     clues disagreed and the more specific one (the SIP code or a Reason header) won."""
-    q = doc.get("q850")
-    if not isinstance(q, dict):
+    if not isinstance(q850, dict):
         return False
-    standard = q.get("standard_for_sip")
-    return standard is not None and q.get("cause") is not None and standard != q.get("cause")
+    standard = q850.get("standard_for_sip")
+    return standard is not None and q850.get("cause") is not None and standard != q850.get("cause")
+
+
+def extras_from_document(doc: dict[str, Any]) -> Extras:
+    return Extras(str((doc.get("source") or {}).get("kind") or "unknown"),
+                  str((doc.get("cause") or {}).get("hangup_source") or "unknown"),
+                  doc.get("collapsed") is True, doc.get("incomplete") is True, overruled(doc.get("q850")),
+                  str(doc.get("rule") or "").startswith("override:"))
+
+
+def extras_from_record(record: CauseRecord) -> Extras:
+    e = record.explanation
+    return Extras(record.clues.source_kind, e.hangup_source or "unknown", bool(e.collapsed),
+                  bool(record.clues.incomplete), overruled(e.q850), e.rule.startswith("override:"))
 
 
 class Collector:
@@ -94,6 +127,7 @@ class Collector:
         self.first: float | None = None
         self.last: float | None = None
         self.skipped = 0                            # documents that are not trunk legs (other types, internal legs)
+        self.on_leg: Callable[[Leg], None] | None = None   # sees every leg of the period (alert back-test)
         known = self.filters.since is not None and self.filters.until is not None
         self.bucket_s = (HOUR if self.filters.until - self.filters.since <= HOURLY_SPAN else DAY) if known else HOUR
         self._origin = self.filters.since if known else 0.0
@@ -106,6 +140,7 @@ class Collector:
         return self
 
     def add(self, doc: dict[str, Any]) -> None:
+        """One record document (a line of a JSON Lines file)."""
         try:
             leg = leg_from_document(doc)
         except (KeyError, ValueError, TypeError):
@@ -113,6 +148,9 @@ class Collector:
         if leg is None:
             self.skipped += 1
             return
+        self.add_leg(leg, extras_from_document(doc))
+
+    def add_leg(self, leg: Leg, extras: Extras) -> None:
         f = self.filters
         if not f.matches(leg) or (f.until is not None and leg.time >= f.until):
             return
@@ -121,7 +159,7 @@ class Collector:
             if prev is not None and leg.time >= prev:
                 self._group(leg).previous.add(leg, self.table)
             return
-        self._add_current(leg, doc)
+        self._add_current(leg, extras)
 
     def _group(self, leg: Leg) -> Group:
         key = GroupKey(leg.source, leg.trunk, leg.direction)
@@ -134,7 +172,9 @@ class Collector:
                 group = self.groups[key] = Group(key)
         return group
 
-    def _add_current(self, leg: Leg, doc: dict[str, Any]) -> None:
+    def _add_current(self, leg: Leg, extras: Extras) -> None:
+        if self.on_leg is not None:
+            self.on_leg(leg)
         group = self._group(leg)
         group.current.add(leg, self.table)
         self.first = leg.time if self.first is None else min(self.first, leg.time)
@@ -146,28 +186,25 @@ class Collector:
         if bucket is None:
             bucket = group.buckets[start] = Counter()
         bucket[leg.category] += 1
-        cause = doc.get("cause") or {}
-        group.hangup[str(cause.get("hangup_source") or "unknown")] += 1
+        group.hangup[extras.hangup_source] += 1
         if leg.answered and leg.duration_s is not None and leg.duration_s < self.short_s:
             group.short += 1
-        network = self.table.ner_class(leg.category) == "network"
         if self.dest is not None:
             name = self.dest.group(leg.to)
             totals = self.destinations.get(name)
             if totals is None:
                 totals = self.destinations[name] = Totals()
             totals.add(leg, self.table)
-        if network and leg.to:
+        if leg.to and self.table.ner_class(leg.category) == "network":
             self._count_number(leg.to)
-        source = doc.get("source") or {}
         clues = self.clues.get(leg.source)
         if clues is None:
-            clues = self.clues[leg.source] = SourceClues(str(source.get("kind") or "unknown"))
+            clues = self.clues[leg.source] = SourceClues(extras.kind)
         clues.legs += 1
-        clues.collapsed += doc.get("collapsed") is True
-        clues.incomplete += doc.get("incomplete") is True
-        clues.overruled += overruled(doc)
-        clues.overridden += str(doc.get("rule") or "").startswith("override:")
+        clues.collapsed += extras.collapsed
+        clues.incomplete += extras.incomplete
+        clues.overruled += extras.overruled
+        clues.overridden += extras.overridden
 
     def _to_days(self) -> None:
         """The span outgrew hourly bars: merge every group's hours into days, from here on."""

@@ -14,7 +14,7 @@ from typing import Any
 from callcause.errors import CallcauseError
 from callcause.mapping.locales import SUPPORTED, resolve_language
 from callcause.pii import ACTIONS, PiiPolicy
-from callcause.report.collect import Collector, Filters
+from callcause.report.collect import Collector, Filters, report_destinations
 from callcause.report.read import ReadStats, documents
 from callcause.report.render import Options, build_view, render_html
 
@@ -77,13 +77,34 @@ def alert_events(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_report(files: list[str], output: str, filters: Filters, opts: Options) -> dict[str, Any]:
-    from callcause.mapping.translator import Translator
-    from callcause.trunks.destinations import DestinationConfig, Destinations
+def alert_monitor(rules: str):
+    """A back-test of alert rules on the report's legs, in event time: `default` for the built-in
+    rules, else a rules file as `callcause replay --alerts --rules` takes it."""
+    from callcause.trunks.monitor import TrunkMonitor
+    from callcause.trunks.rules import load_rules_file
+    from callcause.trunks.settings import TrunksConfig
 
+    cfg = TrunksConfig()
+    if rules != "default":
+        cfg.rules = load_rules_file(rules)
+    return TrunkMonitor(cfg, event_time=True, count_metrics=False, log_events=False)
+
+
+def write_report(files: list[str], output: str, filters: Filters, opts: Options,
+                 rules: str | None = None, config: Any = None) -> dict[str, Any]:
+    """Read `files`, count, render, write `output`. `config` (a loaded `Config`) brings the
+    destination prefix groups, class changes and overrides of the site."""
+    from callcause.mapping.translator import Translator
+    from callcause.trunks import load_classes
+
+    trunks = config.trunks if config is not None else None
     stats = ReadStats()
     alerts: list[dict[str, Any]] = []
-    collector = Collector(filters, destinations=Destinations(DestinationConfig(numbering_plan=True)))
+    collector = Collector(filters, destinations=report_destinations(trunks.destinations if trunks else None),
+                          classes=load_classes(trunks.classes if trunks else None))
+    monitor = alert_monitor(rules) if rules else None
+    if monitor is not None:
+        collector.on_leg = monitor.observe_leg
 
     def records():
         for doc in documents(files, stats):
@@ -93,22 +114,33 @@ def write_report(files: list[str], output: str, filters: Filters, opts: Options)
                 yield doc
 
     collector.add_all(records())
+    if monitor is not None:
+        monitor.finish()
+        alerts += [event.document(opts.lang) for event in monitor.events]
     opts.alerts = [*opts.alerts, *alert_events(alerts)]
     opts.bad_lines = stats.bad_lines
-    view = build_view(collector, opts, Translator.load())
+    view = build_view(collector, opts, Translator.load(config.overrides if config is not None else None))
     html = render_html(view)
     Path(output).write_text(html, encoding="utf-8")
     return {"legs": view["legs"], "bytes": len(html.encode()), "files": stats.files, "bad_lines": stats.bad_lines}
 
 
 def main(args: argparse.Namespace) -> int:
-    lang = resolve_language(args.lang) if args.lang else "en"
+    config = None
+    if args.config:
+        from callcause.daemon import load_config
+
+        config = load_config(args.config)
+    report_cfg = config.report if config is not None else None
+    default_lang = (report_cfg.language or config.language) if config is not None else "en"
+    lang = resolve_language(args.lang) if args.lang else default_lang
     if lang is None:
         raise CallcauseError(f"language {args.lang!r} is not supported; use one of: {', '.join(SUPPORTED)}")
-    if args.pii not in ACTIONS:
+    if args.pii is not None and args.pii not in ACTIONS:
         raise CallcauseError(f"--pii {args.pii}: use one of {', '.join(ACTIONS)}")
-    opts = Options(lang=lang, min_attempts=args.min_attempts, pii=pii_from(args.pii))
-    result = write_report(args.files, args.output, filters_from(args), opts)
+    pii = pii_from(args.pii) if args.pii else report_cfg.pii if report_cfg is not None else PiiPolicy(to="mask")
+    opts = Options(lang=lang, min_attempts=args.min_attempts, pii=pii)
+    result = write_report(args.files, args.output, filters_from(args), opts, rules=args.alerts, config=config)
     print(f"callcause report: {result['legs']} leg(s) from {result['files']} file(s) -> {args.output} "
           f"({result['bytes'] / 1024:.0f} KB)", file=sys.stderr)
     return 0
