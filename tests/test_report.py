@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import re
@@ -149,3 +150,32 @@ async def test_daemon_serves_report_of_its_recent_legs(tmp_path):
     assert status == 200
     assert f'<span id="legs">{len(legs)}</span>' in html and "Häufigste Ursachen" in html
     assert "503q34" not in html and "****34" in html      # masked by default
+
+
+async def test_running_daemon_serves_report(tmp_path, monkeypatch):
+    """`callcause run` wiring: a call from the AMI simulator shows up in /report at once."""
+    from ami_support import SECRET, fixture, wait_until
+
+    from callcause.config import load_config
+    from callcause.connectors.simulator.ami import AmiSimulator, IdSource, Scenario
+    from callcause.daemon import Daemon
+    from tests.test_daemon import records, write_config
+    from tests.test_health import http_get
+
+    monkeypatch.setenv("TEST_AMI_SECRET", SECRET)
+    async with AmiSimulator(secret=SECRET) as sim:
+        cfg = load_config(write_config(tmp_path, sim.port, extra='metrics: {listen: "127.0.0.1:0"}\n'
+                                                                   'report: {language: ru}'))
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await sim.wait_logins(1)
+            await wait_until(lambda: daemon.health is not None and daemon.sources[0].connected)
+            await sim.send_events(Scenario.from_frames("busy", fixture("asterisk-sip486-busy.txt")).render(IdSource()))
+            await wait_until(lambda: len(records(tmp_path)) >= 1)
+            status, body = await http_get(daemon.health.port, "/report")
+        finally:
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 15) == 0
+    html = body.decode()
+    assert status == 200 and '<span id="legs">1</span>' in html and "Частые причины" in html
