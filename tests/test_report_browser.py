@@ -16,6 +16,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from callcause.cli import main as cli
+from callcause.mapping.translator import Translator
+from callcause.report.render import cause_texts
 from tests.browser import chromium, console_errors, full_page_screenshot, requests_made
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "records.jsonl"
@@ -73,7 +75,8 @@ def test_desktop_numbers_marks_no_errors_no_requests(report_file, tmp_path):
         assert tile(driver, "pbx-eu-1", "ner") == ("88.9\u202f%", "\u221211.1\u202fpt")
         assert tile(driver, "all sources", "attempts")[0] == "21"
         first_cause = driver.find_element(By.CSS_SELECTOR, "#cause-table tbody tr").text
-        assert first_cause.startswith("486 17 busy The person you called is busy.")
+        summary = cause_texts(Translator.load(), 486, 17, "en")[0]
+        assert first_cause.startswith(f"486 17 busy {summary}")
 
         marks = driver.execute_script("return window.reportMarks")
         charts = driver.find_elements(By.CSS_SELECTOR, "canvas[data-chart]")

@@ -20,7 +20,7 @@ from callcause.trunks import OTHER, ClassTable, GroupKey, Leg, Totals, leg_from_
 from callcause.trunks.destinations import DestinationConfig, Destinations
 
 HOUR, DAY = 3600, 86400
-HOURLY_SPAN = 3 * DAY        # a longer span is charted per day: 72 bars is about what a page shows
+HOURLY_SPAN = 7 * DAY        # a longer span is charted per day: 168 bars is about what a page shows
 MAX_NUMBERS = 5000           # distinct called numbers counted at once (pruned to the heaviest half)
 
 

@@ -28,6 +28,8 @@ from callcause.trunks import Figures, Totals
 
 HERE = Path(__file__).parent
 TOP = 10                 # rows of the ranking charts
+TOP_ROWS = 25            # rows of a long table shown at once; the rest behind "more"
+NAMES = 5                # trunk names listed in a cell before "and N more"
 CHARTED_GROUPS = 8       # trunks with a timeline chart (most legs first)
 HANGUP_SOURCES = ("caller", "callee", "pbx", "unknown")
 
@@ -128,6 +130,11 @@ def figure_row(label: dict[str, str], cur: Figures, prev: Figures | None, f: Fmt
     }
 
 
+def _names(names: list[str], t: dict[str, Any]) -> str:
+    more = len(names) - NAMES
+    return ", ".join(names[:NAMES]) + (" " + t["and_more"].format(n=more) if more > 0 else "")
+
+
 def _cause_label(sip: int | None, q850: int | None) -> str:
     parts = ([f"SIP {sip}"] if sip is not None else []) + ([f"Q.850 {q850}"] if q850 is not None else [])
     return " / ".join(parts) or "–"
@@ -150,7 +157,7 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
         "previous": (f"{when(f_.previous_since)} – {when(f_.since)} UTC" if has_prev else None),
         "legs": sum(g.current.attempts for g in groups),
         "skipped": c.skipped, "bad_lines": opts.bad_lines,
-        "min_attempts": opts.min_attempts,
+        "min_attempts": opts.min_attempts, "top_rows": TOP_ROWS,
         "pii": t["pii"][opts.pii.to],
     }
 
@@ -231,7 +238,7 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
         cause_rows.append({"label": _cause_label(cause.sip, cause.q850), "sip": cause.sip, "q850": cause.q850,
                            "category": cat_name.get(cause.category, cause.category),
                            "summary": texts[0], "advice": texts[1], "count": n, "count_text": f.int(n),
-                           "share": f.pct(n / total_legs), "trunks": ", ".join(sorted(affected[cause]))})
+                           "share": f.pct(n / total_legs), "trunks": _names(sorted(affected[cause]), t)})
     view["causes"] = cause_rows
     charts.append({"id": "causes", "type": "hbar", "labels": [r["label"] for r in cause_rows],
                    "series": [{"key": "count", "name": t["causes"]["count"],
@@ -272,7 +279,7 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
     view["short_s"] = f.num(c.short_s, 0)
     view["short"] = [{"name": f"{g.key.source} / {g.key.trunk} / {g.key.direction}", "answered": g.current.answered,
                       "short": g.short, "share": f.pct(g.short / g.current.answered if g.current.answered else None)}
-                     for g in groups if g.current.answered]
+                     for g in sorted(groups, key=lambda g: (-g.short, g.key)) if g.current.answered][:TOP_ROWS]
 
     # 6. collapsed and overruled clues per source
     clue_rows = [{"source": name, "kind": s.kind, "legs": s.legs, "collapsed": s.collapsed,
