@@ -91,16 +91,18 @@ def test_desktop_numbers_marks_no_errors_no_requests(report_file, tmp_path):
         alerts = driver.find_element(By.CSS_SELECTOR, 'figure[data-group="pbx-eu-1 / peer / outbound"] ul.alerts').text
         assert "peer-503 firing" in alerts and "carrier-outage firing" in alerts
 
-        # keyboard: the table behind a chart opens with Tab + Enter
+        out = shots_dir(tmp_path) / "report-desktop.png"
+        full_page_screenshot(driver, str(out), 1280)
+        assert out.stat().st_size > 50_000
+
+        # keyboard: the table behind a chart is in the tab order and opens with Enter
         summary = driver.find_element(By.CSS_SELECTOR, "details.numbers summary")
+        assert driver.execute_script("return arguments[0].tabIndex", summary) >= 0
         summary.send_keys(Keys.ENTER)
         assert summary.find_element(By.XPATH, "..").get_attribute("open") is not None
 
         assert console_errors(driver) == []
         assert requests_made(driver) == [report_file.as_uri()]
-        out = shots_dir(tmp_path) / "report-desktop.png"
-        full_page_screenshot(driver, str(out), 1280)
-        assert out.stat().st_size > 50_000
 
 
 def test_phone_width_fits_and_draws(report_file, tmp_path):
@@ -126,3 +128,18 @@ def test_a_request_in_the_page_would_be_caught(tmp_path):
     with chromium() as driver:
         open_report(driver, page)
         assert "http://cdn.example/x.png" in requests_made(driver)
+
+
+def test_printing_opens_every_table(report_file):
+    """Printed, the numbers behind each chart are on paper too (the page opens its tables on
+    `beforeprint`, which Chromium fires when it prints to PDF)."""
+    import base64
+
+    with chromium() as driver:
+        open_report(driver, report_file)
+        closed = "return [...document.querySelectorAll('details.numbers')].filter(d => !d.open).length"
+        assert driver.execute_script(closed) > 0
+        pdf = base64.b64decode(driver.execute_cdp_cmd("Page.printToPDF", {"printBackground": True})["data"])
+        assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3
+        assert driver.execute_script(closed) == 0
+        assert console_errors(driver) == []
