@@ -189,3 +189,10 @@ async def test_running_daemon_serves_report(tmp_path, monkeypatch):
             assert await asyncio.wait_for(task, 15) == 0
     html = body.decode()
     assert status == 200 and '<span id="legs">1</span>' in html and "Частые причины" in html
+
+
+def test_no_legs_still_a_page(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    html = report(tmp_path, "--since", "24h", files=[str(empty)])
+    assert "No call legs in this period." in html and '<span id="legs">0</span>' in html
