@@ -161,6 +161,15 @@ async def test_daemon_serves_report_of_its_recent_legs(tmp_path):
     assert f'<span id="legs">{len(legs)}</span>' in html and "Häufigste Ursachen" in html
     assert "503q34" not in html and "****34" in html      # masked by default
 
+    # a daemon that keeps fewer legs than its window holds says so on the page
+    small = LiveReport(ReportConfig(max_legs=len(legs) - 2), language="en", translator_of=lambda: translator,
+                       clock=lambda: base + 3600)
+    pipe.observers.append(small.observe)
+    await pipe.process_many(legs)
+    html = await small.html()
+    assert '<span id="legs">' + str(len(legs) - 2) + "</span>" in html
+    assert "2 legs of these periods were left out" in html
+
 
 async def test_running_daemon_serves_report(tmp_path, monkeypatch):
     """`callcause run` wiring: a call from the AMI simulator shows up in /report at once."""

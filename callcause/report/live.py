@@ -75,7 +75,7 @@ class LiveReport:
                               classes=load_classes(self.trunks.classes if self.trunks is not None else None))
         for leg, extras in legs:
             collector.add_leg(leg, extras)
-        opts = Options(lang=self.language, pii=self.cfg.pii)
+        opts = Options(lang=self.language, pii=self.cfg.pii, dropped=self.dropped)
         return render_html(build_view(collector, opts, self.translator_of()))
 
     async def html(self) -> str:

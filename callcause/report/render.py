@@ -58,6 +58,7 @@ class Options:
     pii: PiiPolicy = field(default_factory=lambda: PiiPolicy(to="mask"))
     alerts: Sequence[dict[str, Any]] = ()   # `trunk.alert` event bodies to mark on the timelines
     bad_lines: int = 0
+    dropped: int = 0                  # legs of the period the daemon no longer had (report.max_legs)
 
 
 class Fmt:
@@ -156,7 +157,7 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
                    else t["period_all"]),
         "previous": (f"{when(f_.previous_since)} – {when(f_.since)} UTC" if has_prev else None),
         "legs": sum(g.current.attempts for g in groups),
-        "skipped": c.skipped, "bad_lines": opts.bad_lines,
+        "skipped": c.skipped, "bad_lines": opts.bad_lines, "dropped": opts.dropped,
         "min_attempts": opts.min_attempts, "top_rows": TOP_ROWS,
         "pii": t["pii"][opts.pii.to],
     }
