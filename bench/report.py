@@ -6,7 +6,7 @@ numbers of six countries, written to a JSON Lines file first (about 1.5 GB). The
 the last 3.5 days against the 3.5 days before. The baseline, measured in the same run, is the
 least any report must do: read the file and parse every line as JSON.
 
-    python bench/report.py [--records 1000000] [--keep FILE]
+    python bench/report.py [--records 1000000] [--keep FILE] [--gzip]
 
 Goals (issue 13): under 60 s, RSS under 500 MB, HTML under 3 MB.
 """
@@ -84,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--keep", default=None, help="write the records here and keep them")
+    ap.add_argument("--gzip", action="store_true",
+                    help="also time the report over the file gzipped (as logrotate leaves it)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         records = Path(args.keep) if args.keep else Path(tmp) / "records.jsonl"
@@ -99,6 +101,13 @@ def main() -> None:
         rep_s, rep_rss = run([sys.executable, "-m", "callcause.cli", "report", str(records), "-o", str(out),
                               "--since", since, "--until", until])
         size = out.stat().st_size
+        if args.gzip:
+            gz = Path(tmp) / "records.jsonl.gz"
+            subprocess.run(f"gzip -1 -c {records} > {gz}", shell=True, check=True)
+            gz_s, gz_rss = run([sys.executable, "-m", "callcause.cli", "report", str(gz), "-o", str(out),
+                                "--since", since, "--until", until])
+            print(f"callcause report, gzipped ({gz.stat().st_size / 1e6:.0f} MB): {gz_s:6.1f} s  "
+                  f"{args.records / gz_s:10,.0f} records/s  peak RSS {gz_rss / 2**20:.0f} MB")
         print(f"baseline (read + json.loads every line): {base_s:6.1f} s  {args.records / base_s:10,.0f} records/s")
         print(f"callcause report:                        {rep_s:6.1f} s  {args.records / rep_s:10,.0f} records/s  "
               f"{rep_s / base_s:.2f}x baseline")

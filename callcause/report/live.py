@@ -27,7 +27,7 @@ from callcause.trunks import Leg, leg_from_record
 class ReportConfig:
     enabled: bool = True
     window_s: float = 86400.0
-    max_legs: int = 200_000
+    max_legs: int = 100_000
     language: str | None = None             # default: the config's top-level language
     pii: PiiPolicy = field(default_factory=lambda: PiiPolicy(to="mask"))
 
@@ -39,7 +39,7 @@ def parse_report(sec: Section) -> ReportConfig:
 
     cfg = ReportConfig(enabled=sec.bool("enabled", True),
                        window_s=parse_duration(sec, "window", 86400.0, minimum=60.0),
-                       max_legs=sec.int("max_legs", 200_000, min=1000),
+                       max_legs=sec.int("max_legs", 100_000, min=1000),
                        language=parse_language(sec, "language", None))
     if sec.has("pii"):
         cfg.pii = parse_pii(sec.section("pii"))
