@@ -9,7 +9,7 @@ chart drawn as plain inline SVG by a few lines of our own JavaScript.
 The libraries are not dependencies of callcause; fetch the npm packages first:
 
     mkdir libs && cd libs && for p in chart.js uplot echarts frappe-charts vega vega-lite vega-embed; \
-        do npm pack $p && mkdir -p ${p} && tar xzf ${p}-*.tgz -C ${p}; done
+        do f=$(npm pack --silent $p) && mkdir -p $p && tar xzf $f -C $p; done && cd ..
     python bench/chart_libs.py --libs libs
 """
 
