@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,13 +59,16 @@ class LiveReport:
         self.legs: deque[tuple[Leg, Extras]] = deque(maxlen=cfg.max_legs)
         self.dropped = 0            # legs pushed out by max_legs before they left the windows
 
-    def observe(self, record: CauseRecord) -> None:
-        leg = leg_from_record(record)
-        if leg is None:
-            return
-        if len(self.legs) == self.legs.maxlen and self.legs[0][0].time >= self.clock() - 2 * self.cfg.window_s:
-            self.dropped += 1
-        self.legs.append((leg, extras_from_record(record)))
+    def observe(self, records: Sequence[CauseRecord]) -> None:
+        """Keep a batch of records (a pipeline observer)."""
+        horizon = self.clock() - 2 * self.cfg.window_s
+        for record in records:
+            leg = leg_from_record(record)
+            if leg is None:
+                continue
+            if len(self.legs) == self.legs.maxlen and self.legs[0][0].time >= horizon:
+                self.dropped += 1
+            self.legs.append((leg, extras_from_record(record)))
 
     def render(self, legs: list[tuple[Leg, Extras]], now: float) -> str:
         from callcause.report.render import Options, build_view, render_html
