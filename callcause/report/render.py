@@ -25,6 +25,7 @@ from callcause.pii import PiiPolicy
 from callcause.record import CATEGORIES, HangupClues
 from callcause.report.collect import HOUR, Collector, Group
 from callcause.trunks import Figures, Totals
+from callcause.trunks.legs import Cause
 
 HERE = Path(__file__).parent
 TOP = 10                 # rows of the ranking charts
@@ -166,18 +167,16 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
     by_source: dict[str, list[Group]] = {}
     for g in groups:
         by_source.setdefault(g.key.source, []).append(g)
-    tiles = []
-    if len(by_source) > 1:
-        tiles.append(figure_row({"name": t["figures"]["all_sources"]}, _merged([g.current for g in groups]).figures(),
-                                _merged([g.previous for g in groups]).figures() if has_prev else None, f,
-                                opts.min_attempts))
-    for source, members in sorted(by_source.items()):
-        tiles.append(figure_row({"name": source}, _merged([g.current for g in members]).figures(),
-                                _merged([g.previous for g in members]).figures() if has_prev else None, f,
-                                opts.min_attempts))
+    def tile(name: str, members: list[Group]) -> dict[str, Any]:
+        now = _merged([g.current for g in members]).figures(c.table)
+        before = _merged([g.previous for g in members]).figures(c.table) if has_prev else None
+        return figure_row({"name": name}, now, before, f, opts.min_attempts)
+
+    tiles = [tile(t["figures"]["all_sources"], groups)] if len(by_source) > 1 else []
+    tiles += [tile(source, members) for source, members in sorted(by_source.items())]
     view["tiles"] = tiles
     view["rows"] = [figure_row({"source": g.key.source, "trunk": g.key.trunk, "direction": g.key.direction},
-                               g.current.figures(), g.previous.figures() if has_prev else None, f,
+                               g.current.figures(c.table), g.previous.figures(c.table) if has_prev else None, f,
                                opts.min_attempts)
                     for g in groups if g.current.attempts]
 
@@ -227,7 +226,8 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
     causes: Counter = Counter()
     affected: dict[Any, set[str]] = {}
     for g in groups:
-        for cause, n in g.current.causes.items():
+        for key, n in g.current.causes.items():
+            cause = Cause(*key)
             if cause.category == "answered":
                 continue
             causes[cause] += n
@@ -247,9 +247,10 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
 
     # 4. where calls fail: destinations, trunks, numbers
     def network(tot: Totals) -> int:
-        return tot.classes.get("network", 0)
+        return tot.classes(c.table).get("network", 0)
 
-    dest_rows = [{"name": name, "network": network(tot), "attempts": tot.attempts, "ner": f.pct(tot.figures().ner)}
+    dest_rows = [{"name": name, "network": network(tot), "attempts": tot.attempts,
+                  "ner": f.pct(tot.figures(c.table).ner)}
                  for name, tot in sorted(c.destinations.items(), key=lambda kv: (-network(kv[1]), kv[0]))
                  if network(tot)][:TOP]
     view["destinations"] = dest_rows
@@ -258,7 +259,7 @@ def build_view(c: Collector, opts: Options, translator: Any) -> dict[str, Any]:
                    "series": [{"key": "network", "name": t["failing"]["network"],
                                "values": [r["network"] for r in dest_rows]}]})
     trunk_rows = [{"name": f"{g.key.source} / {g.key.trunk} / {g.key.direction}", "network": network(g.current),
-                   "attempts": g.current.attempts, "ner": f.pct(g.current.figures().ner)}
+                   "attempts": g.current.attempts, "ner": f.pct(g.current.figures(c.table).ner)}
                   for g in sorted(groups, key=lambda g: (-network(g.current), g.key)) if network(g.current)][:TOP]
     view["failing_trunks"] = trunk_rows
     charts.append({"id": "failing-trunks", "type": "hbar", "labels": [r["name"] for r in trunk_rows],
