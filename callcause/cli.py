@@ -21,6 +21,7 @@ COMMANDS = {
     "replay": "callcause.replay:main",
     "check-config": "callcause.daemon:check_config_main",
     "outbox": "callcause.outbox:main",
+    "report": "callcause.report.command:main",
     "trunks": "callcause.trunks.command:main",
 }
 
@@ -97,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", default=None, help="only this record id (or batch id)")
     p.add_argument("--all", action="store_true", help="purge: also records still waiting, not only dead ones")
     p.add_argument("--outbox", default=None, help="the outbox file, instead of reading it from the config")
+
+    p = sub.add_parser("report", help="one self-contained HTML report from JSON Lines record files")
+    p.add_argument("files", nargs="+", help="record files (JSON Lines, plain or .gz)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    p.add_argument("--lang", default=None, help="language of the texts: en, de, ru, zh (default en)")
+    p.add_argument("--since", default=None, help="start: 2026-12-01T08:00 (UTC), or 24h / 7d before --until")
+    p.add_argument("--until", default=None, help="end (default: now when --since is given, else the last record)")
+    p.add_argument("--sources", default=None, help="only these sources (comma-separated globs)")
+    p.add_argument("--trunks", default=None, help="only these trunks (comma-separated globs)")
+    p.add_argument("--pii", default=None, help="called numbers: mask (default), keep, hash, drop")
+    p.add_argument("-c", "--config", default=None,
+                   help="take language, report.pii, destination prefix groups, classes and overrides from this config")
+    p.add_argument("--min-attempts", type=int, default=30, help='below this a trunk is marked "few calls"')
+    p.add_argument("--alerts", default=None, metavar="RULES",
+                   help="back-test alert rules on the records and mark them: a rules file, or `default`")
     return parser
 
 

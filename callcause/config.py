@@ -366,6 +366,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     record_internal_legs: bool = False
     trunks: Any = None            # callcause.trunks.settings.TrunksConfig
+    report: Any = None            # callcause.report.live.ReportConfig
 
 
 def parse_language(sec: Section, key: str, default: Any) -> Any:
@@ -437,6 +438,9 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     from callcause.trunks.settings import parse_trunks
 
     cfg.trunks = parse_trunks(top.section("trunks"))
+    from callcause.report.live import parse_report
+
+    cfg.report = parse_report(top.section("report"))
     top.finish()
     return cfg
 

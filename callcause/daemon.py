@@ -107,6 +107,13 @@ class Daemon:
 
             self.trunks = TrunkMonitor(config.trunks, sinks=self.sinks, translator_of=lambda: self.translator)
             self.pipeline.observers.append(self.trunks.observe)
+        self.report: Any = None
+        if config.report is not None and config.report.enabled:
+            from callcause.report.live import LiveReport
+
+            self.report = LiveReport(config.report, language=config.language, translator_of=lambda: self.translator,
+                                     trunks=config.trunks)
+            self.pipeline.observers.append(self.report.observe)
 
     def reload(self) -> bool:
         """SIGHUP: new overrides if the file is valid, else keep the old ones; reopen logs."""
@@ -145,7 +152,8 @@ class Daemon:
             from callcause.health import HealthServer
 
             self.health = HealthServer(self.config.metrics.listen, self.readiness,
-                                       trunks=self.trunks.snapshot if self.trunks is not None else None)
+                                       trunks=self.trunks.snapshot if self.trunks is not None else None,
+                                       report=self.report.html if self.report is not None else None)
             await self.health.start()
         freeze_long_lived()
         consumer = asyncio.create_task(self.pipeline.run(), name="pipeline")

@@ -1,4 +1,4 @@
-"""`/metrics`, `/healthz`, `/readyz` and `/trunks` over plain HTTP on the daemon's own event loop.
+"""`/metrics`, `/healthz`, `/readyz`, `/trunks` and `/report` over plain HTTP on the daemon's own event loop.
 
 Metrics are rendered by the official Prometheus client; the server itself is a few lines of
 asyncio so that it shares the loop with the pipeline and adds no thread or dependency.
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -33,10 +33,12 @@ def parse_listen(value: str, where: str = "metrics.listen") -> tuple[str, int]:
 
 class HealthServer:
     def __init__(self, listen: str, readiness: Readiness,
-                 trunks: Callable[[], dict[str, Any]] | None = None) -> None:
+                 trunks: Callable[[], dict[str, Any]] | None = None,
+                 report: Callable[[], Awaitable[str]] | None = None) -> None:
         self.host, self.port = parse_listen(listen)
         self.readiness = readiness
         self.trunks = trunks          # the /trunks body (trunk health figures and firing alerts)
+        self.report = report          # the /report page (HTML of the daemon's recent legs)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -64,6 +66,9 @@ class HealthServer:
             elif path == "/trunks" and self.trunks is not None:
                 status, ctype = "200 OK", "application/json"
                 body = json.dumps(self.trunks(), ensure_ascii=False).encode()
+            elif path == "/report" and self.report is not None:
+                status, ctype = "200 OK", "text/html; charset=utf-8"
+                body = (await self.report()).encode()
             elif path == "/healthz":
                 status, ctype, body = "200 OK", "text/plain", b"ok\n"
             elif path == "/readyz":

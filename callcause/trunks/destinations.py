@@ -39,12 +39,12 @@ class DestinationConfig:
 class Destinations:
     """Maps a called number to its group name (`DE/mobile`, a prefix group, or `unknown`)."""
 
-    def __init__(self, cfg: DestinationConfig) -> None:
+    def __init__(self, cfg: DestinationConfig, cache_size: int = 8192) -> None:
         self.cfg = cfg
         # longest prefix first, so `+4915` wins over `+49`
         self._prefixes = sorted(((p, name) for name, ps in cfg.prefixes.items() for p in ps),
                                 key=lambda item: -len(item[0]))
-        self.group = lru_cache(maxsize=8192)(self._group)
+        self.group = lru_cache(maxsize=cache_size)(self._group)
 
     def _group(self, number: str | None) -> str:
         if not number:

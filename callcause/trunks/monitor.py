@@ -22,7 +22,7 @@ from callcause.trunks.alerts import AlertEngine, AlertEvent
 from callcause.trunks.classes import load_classes
 from callcause.trunks.destinations import Destinations
 from callcause.trunks.exporter import TrunkCounts
-from callcause.trunks.legs import Cause, leg_from_record
+from callcause.trunks.legs import Cause, Leg, leg_from_record
 from callcause.trunks.rolling import RollingStats
 from callcause.trunks.settings import TrunksConfig
 
@@ -99,6 +99,15 @@ class TrunkMonitor:
             key = add(leg)
             if metrics_on:
                 count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
+
+    def observe_leg(self, leg: Leg) -> None:
+        """Count one leg read from a record file (`callcause report --alerts` back-tests rules on
+        them in event time); not counted in the metrics."""
+        if self.event_time and (self._next_eval is None or leg.time >= self._next_eval):
+            self.advance(leg.time)
+        elif leg.time > self._latest:
+            self._latest = leg.time
+        self.stats.add(leg)
 
     def advance(self, t: float) -> None:
         """Event time: make every evaluation due before `t`, before a leg of time `t` counts."""
