@@ -333,6 +333,8 @@ SOURCE_KINDS = {
 SINK_KINDS = {
     "log": "callcause.connectors.sinks.log",
     "webhook": "callcause.connectors.sinks.webhook",
+    "mqtt": "callcause.connectors.sinks.mqtt",
+    "amqp": "callcause.connectors.sinks.amqp",
 }
 
 
@@ -358,6 +360,7 @@ class LoggingConfig:
 class Config:
     file: str
     language: str = "en"
+    instance: str = ""            # this daemon's name in every record; "" = the host name
     sources: list[Any] = field(default_factory=list)
     sinks: list[Any] = field(default_factory=list)
     overrides: str | None = None
@@ -367,6 +370,17 @@ class Config:
     record_internal_legs: bool = False
     trunks: Any = None            # callcause.trunks.settings.TrunksConfig
     report: Any = None            # callcause.report.live.ReportConfig
+
+
+INSTANCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+
+
+def default_instance() -> str:
+    """The host name, as far as it fits INSTANCE_RE (a container's may not)."""
+    import socket
+
+    name = re.sub(r"[^A-Za-z0-9._:@-]", "-", socket.gethostname())[:64].lstrip("._:@-")
+    return name or "callcause"
 
 
 def parse_language(sec: Section, key: str, default: Any) -> Any:
@@ -387,6 +401,10 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
     top = Section(data, file=file, path="", line=1, env=env)
     cfg = Config(file=file)
     cfg.language = parse_language(top, "language", "en")
+    cfg.instance = top.str("instance", default_instance())
+    if not INSTANCE_RE.fullmatch(cfg.instance):
+        raise top.error("instance", f"{cfg.instance!r} cannot name a daemon in topics and routing keys",
+                        fix="use letters, digits and . _ - : @ (at most 64), e.g. `instance: pbx-berlin-1`")
     names: dict[str, int | None] = {}
     for sec in top.sections("sources"):
         kind = sec.str("kind", choices=tuple(SOURCE_KINDS))
@@ -416,8 +434,9 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
         sink_names[name] = sec.line
         cfg.sinks.append(parsed)
     cfg.outbox = top.str("outbox", None)
-    if cfg.outbox is None and any(getattr(sink, "kind", None) == "webhook" for sink in cfg.sinks):
-        raise top.error("sinks", "a webhook sink needs the durable outbox, and `outbox:` is not set",
+    needing = [sink for sink in cfg.sinks if getattr(sink, "uses_outbox", False)]
+    if cfg.outbox is None and needing:
+        raise top.error("sinks", f"a {needing[0].kind} sink needs the durable outbox, and `outbox:` is not set",
                         fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
     metrics = top.section("metrics")
     cfg.metrics = MetricsConfig(listen=metrics.str("listen", None))

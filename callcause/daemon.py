@@ -95,7 +95,7 @@ class Daemon:
         self.config = config
         self.translator = Translator.load(config.overrides)
         self.sources, self.sinks = build_connectors(config)
-        self.pipeline = Pipeline(self.translator, self.sinks)
+        self.pipeline = Pipeline(self.translator, self.sinks, instance=config.instance)
         self.stop = asyncio.Event()
         self.health: Any = None
         self.down: set[str] = set()          # sources whose task ended, waiting for a restart

@@ -36,6 +36,9 @@ SINK_WRITES = Counter("callcause_sink_writes_total", "Records written per sink a
 WEBHOOK_DELIVERIES = Counter("callcause_webhook_deliveries_total",
                              "Webhook delivery attempts by endpoint and result "
                              "(delivered, failed, retried, dead_lettered)", ["endpoint", "result"])
+BROKER_DELIVERIES = Counter("callcause_broker_deliveries_total",
+                            "Broker (MQTT, AMQP) delivery attempts by kind, endpoint and result "
+                            "(delivered, failed, retried, dead_lettered)", ["kind", "endpoint", "result"])
 OUTBOX_DEPTH = Gauge("callcause_outbox_depth", "Records waiting in the outbox", ["endpoint"])
 OUTBOX_OLDEST_AGE = Gauge("callcause_outbox_oldest_age_seconds",
                           "Age of the oldest record waiting in the outbox", ["endpoint"])

@@ -35,14 +35,15 @@ def _locate(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     if not config.outbox:
         raise CallcauseError(f"{args.config}: no `outbox:` is configured, so there is nothing to inspect "
                              "(or pass --outbox PATH)")
-    names = {getattr(s, "url", ""): s.name for s in config.sinks if getattr(s, "kind", "") == "webhook"}
+    # an outbox sink may also be named by its url (webhook url, broker url)
+    names = {s.url: s.name for s in config.sinks if getattr(s, "uses_outbox", False) and getattr(s, "url", None)}
     return config.outbox, names
 
 
 def main(args: argparse.Namespace) -> int:
     path, names = _locate(args)
     if not Path(path).exists():
-        raise CallcauseError(f"outbox {path} does not exist (no webhook record was accepted yet)")
+        raise CallcauseError(f"outbox {path} does not exist (no record for a webhook or broker sink was accepted yet)")
     endpoint = names.get(args.endpoint, args.endpoint) if args.endpoint else None
     record_id = getattr(args, "id", None)
     box = Outbox(path).open()

@@ -76,8 +76,9 @@ class Pipeline:
     GROUP = 256            # records handed to a sink at once, at most
     YIELD_EVERY = 32       # records processed between two yields to the event loop
 
-    def __init__(self, translator: Explainer, sinks: Sequence[Sink]) -> None:
+    def __init__(self, translator: Explainer, sinks: Sequence[Sink], *, instance: str | None = None) -> None:
         self.translator = translator
+        self.instance = instance          # stamped into every record: which daemon wrote it
         self.sinks = list(sinks)
         self.queue: asyncio.Queue[HangupClues] = asyncio.Queue()
         self._below_high_water = asyncio.Event()
@@ -97,7 +98,7 @@ class Pipeline:
 
     def build(self, clues: HangupClues) -> CauseRecord:
         translator = self.translator   # read once: a SIGHUP reload may swap it
-        return CauseRecord(clues, translator.explain(clues), translator.texts)
+        return CauseRecord(clues, translator.explain(clues), translator.texts, instance=self.instance)
 
     async def _deliver(self, sink: Sink, records: Sequence[CauseRecord]) -> None:
         write_many = getattr(sink, "write_many", None)

@@ -154,6 +154,7 @@ class CauseRecord:
     explanation: Explanation
     texts_for: Callable[[Explanation, str], Texts]
     id: str = ""
+    instance: str | None = None        # the daemon that wrote it (config `instance`)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -177,6 +178,7 @@ class CauseRecord:
             "id": self.id,
             "type": RECORD_TYPE,
             "time": iso_time(c.ended_at),
+            "instance": self.instance,
             "source": {"name": c.source_name, "kind": c.source_kind, "version": c.source_version},
             "call": {
                 "leg_id": c.leg_id, "call_id": c.call_id, "sip_call_id": c.sip_call_id,

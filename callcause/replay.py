@@ -125,10 +125,10 @@ def diff(legs: list[HangupClues], old, new, lang: str, out=None) -> int:
     return changed
 
 
-async def _write(legs: list[HangupClues], translator, sinks) -> int:
+async def _write(legs: list[HangupClues], translator, sinks, instance: str) -> int:
     from callcause.pipeline import Pipeline
 
-    pipe = Pipeline(translator, sinks)
+    pipe = Pipeline(translator, sinks, instance=instance)
     await pipe.start_sinks()
     try:
         for clues in legs:
@@ -139,12 +139,12 @@ async def _write(legs: list[HangupClues], translator, sinks) -> int:
     return pipe.records
 
 
-async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor) -> int:
+async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor, instance: str) -> int:
     """One leg at a time in event-time order, so each alert event lands between the records
     that decided it, as it would have live."""
     from callcause.pipeline import Pipeline
 
-    pipe = Pipeline(translator, sinks)
+    pipe = Pipeline(translator, sinks, instance=instance)
     pipe.observers.append(monitor.observe)
     await pipe.start_sinks()
     try:
@@ -200,15 +200,18 @@ def main(args: argparse.Namespace) -> int:
     else:
         sinks = [LogSink(LogConfig(path=None, stdout="json" if args.json else "text"), lang or "en",
                          stdout=sys.stdout, reader_may_leave=True)]
+    from callcause.config import default_instance
+
+    instance = config.instance if config else default_instance()
     if getattr(args, "alerts", False) or getattr(args, "rules", None):
         monitor = _alert_monitor(args, config, translator, sinks)
-        written = asyncio.run(_write_with_alerts(legs, translator, sinks, monitor))
+        written = asyncio.run(_write_with_alerts(legs, translator, sinks, monitor, instance))
         fired = sum(e.state == "firing" for e in monitor.events)
         print(f"callcause replay: {written} record(s) from {len(args.files)} file(s); {len(monitor.events)} alert "
               f"event(s), {fired} firing, rules: {', '.join(r.name for r in monitor.engine.rules) or 'none'}",
               file=sys.stderr)
         return 0
-    written = asyncio.run(_write(legs, translator, sinks))
+    written = asyncio.run(_write(legs, translator, sinks, instance))
     if any(getattr(s, "reader_gone", False) for s in sinks):
         # `replay ... | head`: the reader left; end quietly as Unix tools do. stdout now points
         # at /dev/null so the interpreter's final flush does not complain about the pipe.

@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from prometheus_client import Counter
 
 from callcause import metrics
-from callcause.config import Section, parse_language
+from callcause.config import Config, Section, parse_language
 from callcause.connectors.delivery.outbox import SYNC_MODES, Change, Outbox, OutboxError, Row
+from callcause.errors import ConfigError
 from callcause.pii import PiiPolicy, parse_pii
 from callcause.pipeline import Sink
 from callcause.problems import ProblemLog
@@ -83,6 +84,8 @@ class BatchPolicy:
 class DeliveryOptions:
     """The keys of a `sinks:` entry that say which records go out and how they are retried;
     each transport's config extends it with its own (url, broker, topic ...)."""
+
+    uses_outbox: ClassVar[bool] = True   # config.py refuses such a sink without `outbox:`
 
     name: str
     kind: str
@@ -150,6 +153,14 @@ def parse_delivery_options(sec: Section, cfg: DeliveryOptions) -> None:
     cfg.grace_s = parse_duration(sec, "grace", 5.0)
     cfg.outbox_sync = sec.str("outbox_sync", "interval", choices=SYNC_MODES)
     cfg.alerts = sec.bool("alerts", False)
+
+
+def outbox_path(cfg: DeliveryOptions, config: Config) -> str:
+    """The outbox file a sink of this kind keeps its records in (config.py checks it is set)."""
+    if not config.outbox:
+        raise ConfigError(f"a {cfg.kind} sink needs a durable outbox", file=config.file, key="outbox",
+                          fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
+    return config.outbox
 
 
 # --- what goes over the wire, and what comes back ----------------------------------------------
@@ -256,13 +267,16 @@ class OutboxSink(Sink):
     CHECKPOINT_EVERY_S = 1.0
 
     def __init__(self, cfg: DeliveryOptions, outbox_path: str, language: str, transport: Transport, *,
-                 where: str, deliveries: Counter, log: logging.Logger) -> None:
+                 where: str, deliveries: Counter, log: logging.Logger,
+                 labels: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.lang = cfg.language or language
         self.outbox_path = outbox_path
         self.transport = transport
-        self._deliveries = deliveries           # counter labelled endpoint, result
+        # counter labelled endpoint, result and whatever else `labels` names (e.g. the broker kind)
+        self._deliveries = deliveries
+        self._labels = dict(labels or {})
         self._log = log
         self._problems = ProblemLog(where)
         self._outbox: Outbox | None = None
@@ -593,10 +607,13 @@ class OutboxSink(Sink):
         self._changes.append(self._settle(unit, outcome))
         self._wake.set()
 
+    def _count(self, result: str) -> None:
+        self._deliveries.labels(endpoint=self.name, result=result, **self._labels).inc()
+
     def _settle(self, unit: Delivery, outcome: Outcome) -> Change:
         """Turn a transport's outcome into the change to store: delivered, rescheduled or dead."""
         if outcome.delivered:
-            self._deliveries.labels(endpoint=self.name, result="delivered").inc()
+            self._count("delivered")
             if self._failing:
                 self._log.info("%s %s: the receiver accepts records again after %d failed attempt(s)",
                                self.cfg.kind, self.name, self._failing)
@@ -605,7 +622,7 @@ class OutboxSink(Sink):
         now = time.time()
         attempts = unit.attempts + 1
         self._failing += 1
-        self._deliveries.labels(endpoint=self.name, result="failed").inc()
+        self._count("failed")
         wait = outcome.retry_after
         if wait is None:
             wait = self.cfg.retry.delay(attempts)
@@ -614,12 +631,12 @@ class OutboxSink(Sink):
         if outcome.dead or now + wait > deadline:
             why = "the receiver refused it" if outcome.dead else \
                 f"undelivered for {now - unit.epoch:.0f} s (retry.max_age {self.cfg.retry.max_age_s:g} s)"
-            self._deliveries.labels(endpoint=self.name, result="dead_lettered").inc()
+            self._count("dead_lettered")
             self._problems.report(
                 "dead_letter", f"{unit.msg_id} is a dead letter after {attempts} attempt(s), {why}: {error}",
                 "fix the receiver, then `callcause outbox retry`", level=logging.ERROR, count=False)
             return Change(unit.seqs, msg_id=unit.msg_id, attempts=attempts, next_at=now, error=error, dead=True)
-        self._deliveries.labels(endpoint=self.name, result="retried").inc()
+        self._count("retried")
         self._problems.report(outcome.kind, f"delivery of {unit.msg_id} failed ({error}); retrying in {wait:.3g} s",
                               outcome.todo, count=False)
         return Change(unit.seqs, msg_id=unit.msg_id, attempts=attempts, next_at=now + wait, error=error)

@@ -30,10 +30,10 @@ from callcause.connectors.delivery.dispatcher import (
     DeliveryOptions,
     OutboxSink,
     Outcome,
+    outbox_path,
     parse_delivery_options,
     parse_duration,
 )
-from callcause.errors import ConfigError
 
 log = logging.getLogger("callcause.webhook")
 
@@ -160,10 +160,7 @@ def parse_config(sec: Section) -> WebhookConfig:
 
 
 def build(cfg: WebhookConfig, config: Config) -> WebhookSink:
-    if not config.outbox:
-        raise ConfigError("a webhook sink needs a durable outbox", file=config.file, key="outbox",
-                          fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
-    return WebhookSink(cfg, config.outbox, config.language)
+    return WebhookSink(cfg, outbox_path(cfg, config), config.language)
 
 
 # --- Standard Webhooks --------------------------------------------------------------------
