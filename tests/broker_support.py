@@ -77,7 +77,8 @@ class Mosquitto:
         subprocess.run(["/usr/bin/mosquitto_passwd", "-b", str(passwords), USER, PASSWORD], check=True,
                        capture_output=True)
         # as root, mosquitto would switch to the `mosquitto` user, who cannot read the temp dir
-        lines = ["user root" if os.geteuid() == 0 else "", "per_listener_settings false", "allow_anonymous false", f"password_file {passwords}",
+        lines = ["user root" if os.geteuid() == 0 else "", "per_listener_settings false",
+                 "allow_anonymous false", f"password_file {passwords}",
                  "persistence true", f"persistence_location {home / 'data'}/", "autosave_interval 1",
                  "log_dest stdout", "log_type error", "log_type warning",
                  f"listener {self.port} 127.0.0.1", "max_inflight_messages 100"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from broker_support import PASSWORD, USER, MqttConsumer, sink, stop_process
+from broker_support import PASSWORD, USER, MqttConsumer, sink
 from webhook_helpers import FixedExplainer, make_record
 
 from callcause.config import Section

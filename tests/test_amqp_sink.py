@@ -1,0 +1,152 @@
+"""The AMQP sink against a real RabbitMQ: confirms, persistent messages, ids and properties,
+routing keys, unroutable messages, TLS, credentials, a broker restart mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from broker_support import PASSWORD, amqp_drain, amqp_queue, sink
+from webhook_helpers import FixedExplainer, make_record
+
+from callcause.config import Section
+from callcause.connectors.sinks.amqp import parse_config
+from callcause.errors import ConfigError
+from callcause.pipeline import Pipeline
+
+
+async def feed(s, records) -> Pipeline:
+    pipeline = Pipeline(FixedExplainer(), [s], instance="test-pbx")
+    await pipeline.start_sinks()
+    for r in records:
+        pipeline.emit(r.clues)
+    await pipeline.drain()
+    return pipeline
+
+
+async def test_records_arrive_confirmed_persistent_with_id_type_and_routing_key(rabbitmq, tmp_path):
+    conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-basic", "test-pbx.pbx-test.*")
+    await conn.close()
+    s = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-basic")
+    records = [make_record(i) for i in range(20)]
+    pipeline = await feed(s, records)
+    try:
+        messages, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-basic", {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+    assert sorted(ids) == sorted(r.id for r in records)
+    first = messages[0]
+    body = json.loads(first.body)
+    assert body["type"] == "call.hangup" and body["data"]["instance"] == "test-pbx"
+    assert first.message_id == body["data"]["id"]
+    assert first.type == "call.hangup"
+    assert first.content_type == "application/json"
+    assert first.delivery_mode == 2                      # persistent
+    assert first.headers == {"instance": "test-pbx"}
+    assert first.routing_key == "test-pbx.pbx-test.busy"
+
+
+async def test_declared_exchange_and_batches(rabbitmq, tmp_path):
+    s = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-declared", declare=True,
+             routing_key="calls.{category}", batch={"max_records": 25, "max_wait": 0.05})
+    await s.start()                   # declares the exchange before any queue is bound to it
+    await s.close()
+    conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-declared", "calls.#")
+    await conn.close()
+    records = [make_record(i) for i in range(60)]
+    pipeline = await feed(s, records)
+    try:
+        messages, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-declared", {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+    assert all(m.type == "call.hangup.batch" and m.message_id.startswith("ccb_") for m in messages)
+    assert len(messages) == 3 and sum(ids.values()) == 60
+    assert {m.routing_key for m in messages} == {"calls.busy"}
+
+
+async def test_an_unroutable_message_is_retried_not_lost(rabbitmq, tmp_path, caplog):
+    """`mandatory`: with no queue bound the broker returns the message instead of dropping it."""
+    conn, queue = await amqp_queue(rabbitmq.consumer_url, "ex-unbound", "nothing.matches.this")
+    s = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-unbound")
+    records = [make_record(i) for i in range(3)]
+    pipeline = await feed(s, records)
+    try:
+        async with asyncio.timeout(10):
+            while "no queue is bound" not in caplog.text:
+                await asyncio.sleep(0.05)
+        await queue.bind("ex-unbound", "#")              # the consumer fixes its binding
+        await conn.close()
+        _, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-unbound", {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+    assert set(ids) == {r.id for r in records}
+
+
+async def test_tls_with_verification_delivers_and_an_unknown_ca_is_refused(rabbitmq, broker_certs, tmp_path, caplog):
+    ca, _ = broker_certs
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-tls")
+    await conn.close()
+    url = f"amqps://127.0.0.1:{rabbitmq.tls_port}/"
+    good = sink("amqp", url, tmp_path / "good.db", exchange="ex-tls", tls={"ca_file": str(ca_file)}, name="good")
+    records = [make_record(i) for i in range(5)]
+    pipeline = await feed(good, records)
+    try:
+        _, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-tls", {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+    assert set(ids) == {r.id for r in records}
+    bad = sink("amqp", url, tmp_path / "bad.db", exchange="ex-tls", name="bad")
+    await bad.start()
+    try:
+        await bad.write(make_record(99))
+        async with asyncio.timeout(15):
+            while "CERTIFICATE_VERIFY_FAILED" not in caplog.text and "certificate verify failed" not in caplog.text:
+                await asyncio.sleep(0.05)
+    finally:
+        await bad.close()
+
+
+async def test_wrong_password_retries_and_no_secret_reaches_a_log_line(rabbitmq, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-auth")
+    await conn.close()
+    good = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-auth", name="good")
+    records = [make_record(i) for i in range(3)]
+    pipeline = await feed(good, records)
+    try:
+        await amqp_drain(rabbitmq.consumer_url, "q-ex-auth", {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+    bad = sink("amqp", rabbitmq.url, tmp_path / "o2.db", exchange="ex-auth", name="bad",
+               password="wrong-" + PASSWORD)
+    await bad.start()
+    try:
+        await bad.write(make_record(50))
+        async with asyncio.timeout(15):
+            while "cannot connect" not in caplog.text:
+                await asyncio.sleep(0.05)
+    finally:
+        await bad.close()
+    assert "ACCESS_REFUSED" in caplog.text or "authentication" in caplog.text.lower()
+    assert PASSWORD not in caplog.text
+
+
+def test_config_errors_name_the_key_and_the_fix():
+    def parse(**data):
+        return parse_config(Section({"kind": "amqp", **data}, file="c.yaml", path="sinks[0]", line=3))
+
+    with pytest.raises(ConfigError, match="unencrypted"):
+        parse(url="amqp://rabbit")
+    with pytest.raises(ConfigError, match="credentials"):
+        parse(url="amqps://guest:guest@rabbit/")
+    with pytest.raises(ConfigError, match=r"\{call_id\}"):
+        parse(url="amqps://rabbit", routing_key="{call_id}")
+    with pytest.raises(ConfigError, match="exchange_type"):
+        parse(url="amqps://rabbit", exchange_type="fan")
+    cfg = parse(url="amqps://rabbit/telephony")
+    assert (cfg.vhost, cfg.port, cfg.exchange, cfg.persistent, cfg.mandatory) == ("telephony", 5671, "callcause",
+                                                                                  True, True)
