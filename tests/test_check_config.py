@@ -54,6 +54,8 @@ def test_shipped_example_config_is_valid(capsys, monkeypatch):
     monkeypatch.setenv("AMI_SECRET", "x")
     monkeypatch.setenv("ESL_PASSWORD", "x")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_" + "A" * 32)
+    monkeypatch.setenv("MQTT_PASSWORD", "x")
+    monkeypatch.setenv("AMQP_PASSWORD", "x")
     path = Path(__file__).parents[1] / "config" / "callcause.yaml"
     assert main(["check-config", "-c", str(path)]) == 0, capsys.readouterr().err
 
