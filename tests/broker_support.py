@@ -357,3 +357,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def alert_delivery(msg_id: str = "al_test_1"):
+    """A document of another type than a hangup, as the dispatcher would hand it over (trunk
+    alerts): the transports must send it as it is, its `type` kept."""
+    from callcause.connectors.delivery.dispatcher import Delivery
+    from callcause.connectors.delivery.outbox import Row
+
+    data = {"id": msg_id, "type": "trunk.alert", "time": "2026-11-21T16:30:02.123Z", "instance": "test-pbx",
+            "source": {"name": "pbx-test"}, "trunk": "carrier"}
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    body = b'{"type":"trunk.alert","timestamp":"2026-11-21T16:30:02.123Z","data":' + raw + b"}"
+    return Delivery(msg_id, body, [Row(1, msg_id, data["time"], raw, 0.0, 0.0, 0, None)])

@@ -8,7 +8,7 @@ import json
 import logging
 
 import pytest
-from broker_support import PASSWORD, amqp_drain, amqp_queue, sink
+from broker_support import PASSWORD, alert_delivery, amqp_drain, amqp_queue, sink
 from webhook_helpers import FixedExplainer, make_record
 
 from callcause.config import Section
@@ -46,6 +46,21 @@ async def test_records_arrive_confirmed_persistent_with_id_type_and_routing_key(
     assert first.delivery_mode == 2                      # persistent
     assert first.headers == {"instance": "test-pbx"}
     assert first.routing_key == "test-pbx.pbx-test.busy"
+
+
+async def test_a_document_of_another_type_goes_out_as_it_is(rabbitmq, tmp_path):
+    conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-alert")
+    await conn.close()
+    s = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-alert", routing_key="{type}.{trunk}")
+    await s.start()
+    unit = alert_delivery()
+    try:
+        assert (await s.transport.deliver(unit)).delivered
+    finally:
+        await s.close()
+    (message,), _ = await amqp_drain(rabbitmq.consumer_url, "q-ex-alert", {"al_test_1"})
+    assert (message.type, message.message_id, message.body) == ("trunk.alert", "al_test_1", unit.body)
+    assert message.routing_key == "trunk_alert.none"      # an alert keeps its trunk elsewhere
 
 
 async def test_declared_exchange_and_batches(rabbitmq, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from broker_support import PASSWORD, USER, MqttConsumer, sink
+from broker_support import PASSWORD, USER, MqttConsumer, alert_delivery, sink
 from webhook_helpers import FixedExplainer, make_record
 
 from callcause.config import Section
@@ -62,6 +62,23 @@ async def test_records_arrive_as_the_webhook_body_with_id_instance_and_topic(mos
     assert props == {"id": body["data"]["id"], "type": "call.hangup", "instance": "test-pbx"}
     assert first.properties.ContentType == "application/json"
     assert sorted(consumer.ids) == sorted(r.id for r in records)
+
+
+async def test_a_document_of_another_type_goes_out_as_it_is(mosquitto, tmp_path):
+    consumer = await MqttConsumer(mosquitto.port).start()
+    s = sink("mqtt", mosquitto.url, tmp_path / "outbox.db", topic="callcause/{instance}/{type}/{category}")
+    await s.start()
+    unit = alert_delivery()
+    try:
+        assert (await s.transport.deliver(unit)).delivered
+        await consumer.wait_for({"al_test_1"}, timeout=15)
+    finally:
+        await s.close()
+        await consumer.stop()
+    (message,) = [m for m in consumer.messages if not str(m.topic).endswith("/status")]
+    assert str(message.topic) == "callcause/test-pbx/trunk.alert/none"
+    assert message.payload == unit.body
+    assert dict(message.properties.UserProperty)["type"] == "trunk.alert"
 
 
 async def test_batches_carry_their_records_and_mixed_topic_fields(mosquitto, tmp_path):
