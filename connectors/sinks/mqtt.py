@@ -137,6 +137,8 @@ class MqttTransport:
                 protocol=PROTOCOLS[self.cfg.protocol], will=will, keepalive=self.cfg.keepalive_s,
                 timeout=self.cfg.timeout_s, tls_context=self.cfg.ssl_context(),
                 max_inflight_messages=max(20, self.cfg.concurrency), logger=log)
+            # aiomqtt warns above this many unacknowledged publishes; `concurrency` is the bound here
+            client.pending_calls_threshold = self.cfg.concurrency + 10
             try:
                 await client.__aenter__()
                 if self.status_topic:
