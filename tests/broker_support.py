@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"   # what /usr/sbin/rabbitmq-server runs
+# /usr/sbin/rabbitmq-server is a wrapper that, run as root, switches to the `rabbitmq` user with
+# su and loses the environment below; it runs this script, which we run directly instead
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 PASSWORD = "s3cret-broker-pw-7c41"                             # the tests' broker password
 USER = "callcause"
 FAST_RETRY = {"initial": 0.05, "max": 0.3, "max_age": "1h"}

@@ -1,4 +1,5 @@
-"""Shared test settings. Area-specific helpers live beside their tests, not here."""
+"""Shared test settings, and the brokers several test modules share (session fixtures live here).
+Area-specific helpers live beside their tests."""
 
 import pytest
 import trustme

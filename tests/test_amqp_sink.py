@@ -16,6 +16,9 @@ from callcause.connectors.sinks.amqp import parse_config
 from callcause.errors import ConfigError
 from callcause.pipeline import Pipeline
 
+# the first test to use the session's RabbitMQ waits for it to start (seconds; more on a busy machine)
+pytestmark = pytest.mark.timeout(180)
+
 
 async def feed(s, records) -> Pipeline:
     pipeline = Pipeline(FixedExplainer(), [s], instance="test-pbx")

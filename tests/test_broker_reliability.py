@@ -79,6 +79,7 @@ def assert_same_ids_when_repeated(messages) -> None:
         assert seen.setdefault(msg_id, m.payload) == m.payload
 
 
+@pytest.mark.timeout(240)     # RabbitMQ starts twice; seconds here, longer on a loaded machine
 async def test_amqp_broker_down_at_start_then_restarted_mid_stream(rabbitmq, tmp_path):
     conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-restart")
     await conn.close()
@@ -128,6 +129,7 @@ async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
         into.append(line.decode().strip())
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", ["mqtt", "amqp"])
 async def test_sigkill_mid_delivery_then_restart_delivers_every_accepted_record(kind, request, tmp_path):
     outbox = tmp_path / "outbox.db"

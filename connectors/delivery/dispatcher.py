@@ -551,9 +551,7 @@ class OutboxSink(Sink):
             return units, None
         if self.cfg.batch is not None:
             return units, self._pick_batches(box, units, free, exclude_ids, now)
-        for row, at in box.waiting(self.name, free + len(exclude)):
-            if row.seq in exclude:
-                continue
+        for row, at in box.waiting(self.name, free, exclude):
             if at > now:
                 return units, at
             units.append(Delivery(row.record_id, single_body(row.event_time, row.data, row_type(row.record_id)),

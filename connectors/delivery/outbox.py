@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,12 +238,14 @@ class Outbox:
                         f" WHERE seq IN ({marks})",
                         (ch.attempts, ch.next_at, ch.error, 1 if ch.dead else 0, *ch.seqs))
 
-    def waiting(self, endpoint: str, limit: int) -> list[tuple[Row, float]]:
-        """The rows that wait for `endpoint`, soonest first (due or not), with their `next_at`."""
+    def waiting(self, endpoint: str, limit: int, exclude: Collection[int] = ()) -> list[tuple[Row, float]]:
+        """The rows that wait for `endpoint`, soonest first (due or not), with their `next_at`;
+        `exclude` (rows being sent) is left out here, so their data is not read for nothing."""
+        skip = f" AND seq NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         cur = self.book_conn.execute(
             "SELECT seq, record_id, event_time, data, accepted, epoch, attempts, batch, next_at"
-            " FROM outbox WHERE endpoint = ? AND dead = 0 ORDER BY next_at, seq LIMIT ?",
-            (endpoint, limit))
+            f" FROM outbox WHERE endpoint = ? AND dead = 0{skip} ORDER BY next_at, seq LIMIT ?",
+            (endpoint, *exclude, limit))
         return [(_row(r), r[8]) for r in cur.fetchall()]
 
     def unformed(self, endpoint: str, limit: int) -> list[tuple[int, float, str]]:
