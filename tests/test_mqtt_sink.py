@@ -228,4 +228,4 @@ def test_config_errors_name_the_key_and_the_fix():
         parse(url="mqtts://broker", protocol="4")
     assert parse(url="mqtts://broker", protocol=5).protocol == "5"
     cfg = parse(url="mqtts://broker", protocol="3.1.1")
-    assert (cfg.protocol, cfg.port, cfg.qos, cfg.name) == ("3.1.1", 8883, 1, "broker")
+    assert (cfg.protocol, cfg.port, cfg.qos, cfg.name) == ("3.1.1", 8883, 1, "mqtt:broker")

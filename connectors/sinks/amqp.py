@@ -60,7 +60,7 @@ def parse_config(sec: Section) -> AmqpConfig:
                                                                 unsafe=".*#"))
     parse_broker(sec, cfg, schemes=SCHEMES, example="amqps://rabbitmq.example.com/telephony")
     cfg.vhost = url_path(cfg) or "/"
-    cfg.name = sec.str("name", cfg.host)
+    cfg.name = sec.str("name", f"{cfg.kind}:{cfg.host}")
     cfg.exchange = sec.str("exchange", "callcause")
     cfg.exchange_type = sec.str("exchange_type", "topic", choices=EXCHANGE_TYPES)
     cfg.declare = sec.bool("declare", False)

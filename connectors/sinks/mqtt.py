@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ def parse_config(sec: Section) -> MqttConfig:
     cfg = MqttConfig(url=url, name="", topic=NameTemplate(sec, "topic", "callcause/{instance}/{source}/{category}",
                                                           unsafe="/+#"))
     parse_broker(sec, cfg, schemes=SCHEMES, example="mqtts://broker.example.com:8883")
-    cfg.name = sec.str("name", cfg.host)
+    cfg.name = sec.str("name", f"{cfg.kind}:{cfg.host}")
     protocol = sec.data.get("protocol") if isinstance(sec.data, dict) else None
     cfg.protocol = str(protocol) if isinstance(protocol, int | float) and not isinstance(protocol, bool) \
         else sec.str("protocol", "5")
@@ -91,7 +92,8 @@ class MqttTransport:
     def __init__(self, cfg: MqttConfig, instance: str) -> None:
         self.cfg = cfg
         self.instance = instance
-        self.client_id = cfg.client_id or f"callcause-{instance}-{cfg.name}"
+        # brokers need only accept letters and digits in a client id (MQTT 3.1.1, 3.1.3.1)
+        self.client_id = cfg.client_id or re.sub(r"[^A-Za-z0-9_-]", "-", f"callcause-{instance}-{cfg.name}")
         self.status_topic = cfg.status_topic.replace("{instance}", instance.replace("/", "_"))
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
