@@ -377,7 +377,7 @@ class OutboxSink(Sink):
         if self._outbox is None:
             raise OutboxError(f"{self.cfg.kind} {self.name}: the sink is not started")
         c = record.clues
-        stub = {"id": record.id, "type": RECORD_TYPE, "unwritable": error,
+        stub = {"id": record.id, "type": RECORD_TYPE, "instance": record.instance, "unwritable": error,
                 "source": {"name": c.source_name, "kind": c.source_kind},
                 "call": {"leg_id": str(c.leg_id), "call_id": str(c.call_id)}}
         now = time.time()
