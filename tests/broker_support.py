@@ -18,12 +18,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from webhook_helpers import make_record, wait_changed
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 # /usr/sbin/rabbitmq-server is a wrapper that, run as root, switches to the `rabbitmq` user with
@@ -286,12 +286,17 @@ async def amqp_drain(url: str, queue_name: str, want: set[str],
     return messages, ids
 
 
-async def wait_changed(changed: asyncio.Event, condition: Callable[[], bool], timeout: float) -> None:
-    async def loop() -> None:
-        while not condition():
-            changed.clear()
-            await changed.wait()
-    await asyncio.wait_for(loop(), timeout)
+async def refused(s: Any, caplog: Any, *texts: str, timeout: float = 15) -> None:
+    """Start a sink the broker will not take records from, write one, and wait until the log
+    says why (any of `texts`); the record stays in the outbox."""
+    await s.start()
+    try:
+        await s.write(make_record(99))
+        async with asyncio.timeout(timeout):
+            while not any(t in caplog.text for t in texts):
+                await asyncio.sleep(0.05)
+    finally:
+        await s.close()
 
 
 # --- sinks as the daemon builds them ---------------------------------------------------------
@@ -319,8 +324,7 @@ def sink(kind: str, url: str, outbox: str | Path, *, instance: str = "test-pbx",
 async def _child(args: argparse.Namespace) -> None:
     """The daemon's path: clues -> pipeline (instance stamped) -> outbox -> broker. A record is
     printed as accepted once every sink has it, as the daemon would acknowledge it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from webhook_helpers import FixedExplainer, make_record
+    from webhook_helpers import FixedExplainer
 
     from callcause.pipeline import Pipeline
 

@@ -8,7 +8,7 @@ import json
 import logging
 
 import pytest
-from broker_support import PASSWORD, alert_delivery, amqp_drain, amqp_queue, sink
+from broker_support import PASSWORD, alert_delivery, amqp_drain, amqp_queue, refused, sink
 from webhook_helpers import FixedExplainer, make_record
 
 from callcause.config import Section
@@ -117,15 +117,8 @@ async def test_tls_with_verification_delivers_and_an_unknown_ca_is_refused(rabbi
     finally:
         await pipeline.close_sinks()
     assert set(ids) == {r.id for r in records}
-    bad = sink("amqp", url, tmp_path / "bad.db", exchange="ex-tls", name="bad")
-    await bad.start()
-    try:
-        await bad.write(make_record(99))
-        async with asyncio.timeout(15):
-            while "CERTIFICATE_VERIFY_FAILED" not in caplog.text and "certificate verify failed" not in caplog.text:
-                await asyncio.sleep(0.05)
-    finally:
-        await bad.close()
+    await refused(sink("amqp", url, tmp_path / "bad.db", exchange="ex-tls", name="bad"), caplog,
+                  "CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
 
 
 async def test_wrong_password_retries_and_no_secret_reaches_a_log_line(rabbitmq, tmp_path, caplog):
@@ -139,16 +132,8 @@ async def test_wrong_password_retries_and_no_secret_reaches_a_log_line(rabbitmq,
         await amqp_drain(rabbitmq.consumer_url, "q-ex-auth", {r.id for r in records})
     finally:
         await pipeline.close_sinks()
-    bad = sink("amqp", rabbitmq.url, tmp_path / "o2.db", exchange="ex-auth", name="bad",
-               password="wrong-" + PASSWORD)
-    await bad.start()
-    try:
-        await bad.write(make_record(50))
-        async with asyncio.timeout(15):
-            while "cannot connect" not in caplog.text:
-                await asyncio.sleep(0.05)
-    finally:
-        await bad.close()
+    await refused(sink("amqp", rabbitmq.url, tmp_path / "o2.db", exchange="ex-auth", name="bad",
+                       password="wrong-" + PASSWORD), caplog, "cannot connect")
     assert "ACCESS_REFUSED" in caplog.text or "authentication" in caplog.text.lower()
     assert PASSWORD not in caplog.text
 

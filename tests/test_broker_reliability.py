@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from broker_support import MqttConsumer, amqp_drain, amqp_queue, sink
-from webhook_helpers import FixedExplainer, make_record
+from webhook_helpers import FixedExplainer, make_record, read_lines
 
 from callcause.connectors.delivery.outbox import Outbox
 from callcause.pipeline import Pipeline
@@ -121,12 +121,6 @@ async def spawn(kind: str, url: str, outbox: Path, first: int, count: int, **opt
         sys.executable, str(HERE / "broker_support.py"), "child", "--kind", kind, "--url", url, "--outbox",
         str(outbox), "--first", str(first), "--count", str(count), "--options", json.dumps(options),
         stdout=asyncio.subprocess.PIPE)
-
-
-async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
-    assert proc.stdout is not None
-    async for line in proc.stdout:
-        into.append(line.decode().strip())
 
 
 @pytest.mark.timeout(180)

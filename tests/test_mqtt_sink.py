@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from broker_support import PASSWORD, USER, MqttConsumer, alert_delivery, sink
+from broker_support import PASSWORD, USER, MqttConsumer, alert_delivery, refused, sink
 from webhook_helpers import FixedExplainer, make_record
 
 from callcause.config import Section
@@ -39,16 +39,10 @@ async def run_records(s, records, consumer: MqttConsumer) -> None:
 async def test_records_arrive_as_the_webhook_body_with_id_instance_and_topic(mosquitto, tmp_path):
     consumer = await MqttConsumer(mosquitto.port).start()
     s = sink("mqtt", mosquitto.url, tmp_path / "outbox.db", topic="callcause/{instance}/{source}/{category}")
-    await s.start()
-    pipeline = Pipeline(FixedExplainer(), [s], instance="test-pbx")
     records = [make_record(i) for i in range(20)]
     try:
-        for r in records:
-            pipeline.emit(r.clues)
-        await pipeline.drain()
-        await consumer.wait_for({r.id for r in records}, timeout=15)
+        await run_records(s, records, consumer)
     finally:
-        await pipeline.close_sinks()
         await consumer.stop()
     hangups = [m for m in consumer.messages if not str(m.topic).endswith("/status")]
     assert {str(m.topic) for m in hangups} == {"callcause/test-pbx/pbx-test/busy"}
@@ -87,14 +81,8 @@ async def test_batches_carry_their_records_and_mixed_topic_fields(mosquitto, tmp
              topic="callcause/{instance}/{category}")
     records = [make_record(i, category="busy" if i % 2 else "rejected") for i in range(30)]
     try:
-        await s.start()
-        pipeline = Pipeline(FixedExplainer(), [s], instance="test-pbx")
-        for r in records:
-            pipeline.emit(r.clues)
-        await pipeline.drain()
-        await consumer.wait_for({r.id for r in records}, timeout=15)
+        await run_records(s, records, consumer)
     finally:
-        await s.close()
         await consumer.stop()
     batches = [m for m in consumer.messages if not str(m.topic).endswith("/status")]
     assert all(json.loads(m.payload)["type"] == "call.hangup.batch" for m in batches)
@@ -168,15 +156,7 @@ async def test_tls_with_verification_delivers_and_an_unknown_ca_is_refused(mosqu
     finally:
         await consumer.stop()
     # the system CA store does not know the test CA: nothing is sent, the record waits
-    bad = sink("mqtt", url, tmp_path / "bad.db", name="bad")
-    await bad.start()
-    try:
-        await bad.write(make_record(99))
-        async with asyncio.timeout(10):
-            while "certificate verify failed" not in caplog.text:
-                await asyncio.sleep(0.05)
-    finally:
-        await bad.close()
+    await refused(sink("mqtt", url, tmp_path / "bad.db", name="bad"), caplog, "certificate verify failed")
     assert (await asyncio.to_thread(_depth, tmp_path / "bad.db", "bad")) == 1
 
 
@@ -200,14 +180,7 @@ async def test_wrong_password_retries_and_no_secret_reaches_a_log_line(mosquitto
     finally:
         await consumer.stop()
     bad = sink("mqtt", mosquitto.url, tmp_path / "o2.db", name="bad", password="wrong-" + PASSWORD)
-    await bad.start()
-    try:
-        await bad.write(make_record(50))
-        async with asyncio.timeout(10):
-            while "cannot connect" not in caplog.text:
-                await asyncio.sleep(0.05)
-    finally:
-        await bad.close()
+    await refused(bad, caplog, "cannot connect")
     assert "Not authorized" in caplog.text or "not authorised" in caplog.text.lower()
     assert PASSWORD not in caplog.text
     assert repr(bad.cfg).count(PASSWORD) == 0

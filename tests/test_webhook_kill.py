@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from webhook_helpers import Received, Receiver
+from webhook_helpers import Received, Receiver, read_lines
 
 from callcause.connectors.delivery.outbox import Outbox
 
@@ -21,12 +21,6 @@ async def spawn(url: str, outbox: Path, count: int, sync: str) -> asyncio.subpro
     return await asyncio.create_subprocess_exec(
         sys.executable, str(HELPER), "child", "--url", url, "--outbox", str(outbox), "--count", str(count),
         "--sync", sync, stdout=asyncio.subprocess.PIPE)
-
-
-async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
-    assert proc.stdout is not None
-    async for line in proc.stdout:
-        into.append(line.decode().strip())
 
 
 @pytest.mark.parametrize("sync", ["interval", "every_record"])

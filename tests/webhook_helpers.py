@@ -54,6 +54,12 @@ def make_record(i: int, *, source: str = "pbx-test", category: str = "busy", sev
 
 
 
+async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        into.append(line.decode().strip())
+
+
 async def wait_changed(changed: asyncio.Event, condition: Callable[[], bool], timeout: float) -> None:
     """Re-check `condition` each time `changed` is set, for at most `timeout` seconds."""
     async def loop() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from callcause.config import Secret, Section
-from callcause.connectors.delivery.dispatcher import Delivery, DeliveryOptions
+from callcause.connectors.delivery.dispatcher import Delivery, DeliveryOptions, parse_tls
 
 # the fields a topic or routing-key template may use, and where a document keeps them
 TEMPLATE_FIELDS = {
@@ -96,16 +96,7 @@ def parse_broker(sec: Section, cfg: BrokerOptions, *, schemes: dict[str, tuple[i
     cfg.password = Secret(password) if password is not None else None
     if cfg.password is not None and cfg.username is None:
         raise sec.error("password", "a password without a username", fix="add `username:`")
-    tls = sec.section("tls")
-    cfg.tls_verify = tls.bool("verify", True)
-    cfg.ca_file = tls.str("ca_file", None)
-    if cfg.ca_file is not None:
-        try:
-            ssl.create_default_context(cafile=cfg.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise tls.error("ca_file", f"cannot load the CA bundle {cfg.ca_file!r}: {exc}",
-                            fix="point it to a PEM file with the CA certificate(s)") from None
-    tls.finish()
+    cfg.tls_verify, cfg.ca_file = parse_tls(sec)
 
 
 def url_path(cfg: BrokerOptions) -> str:

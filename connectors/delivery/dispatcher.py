@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,6 +162,22 @@ def outbox_path(cfg: DeliveryOptions, config: Config) -> str:
         raise ConfigError(f"a {cfg.kind} sink needs a durable outbox", file=config.file, key="outbox",
                           fix="add a top-level `outbox: /var/lib/callcause/outbox.sqlite3`")
     return config.outbox
+
+
+def parse_tls(sec: Section) -> tuple[bool, str | None]:
+    """`tls: {verify, ca_file}` of a networked sink: (verify, CA bundle path), the bundle loaded
+    once here so a wrong path is a config error, not a failure at the first delivery."""
+    tls = sec.section("tls")
+    verify = tls.bool("verify", True)
+    ca_file = tls.str("ca_file", None)
+    if ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise tls.error("ca_file", f"cannot load the CA bundle {ca_file!r}: {exc}",
+                            fix="point it to a PEM file with the CA certificate(s)") from None
+    tls.finish()
+    return verify, ca_file
 
 
 # --- what goes over the wire, and what comes back ----------------------------------------------

@@ -33,6 +33,7 @@ from callcause.connectors.delivery.dispatcher import (
     outbox_path,
     parse_delivery_options,
     parse_duration,
+    parse_tls,
 )
 
 log = logging.getLogger("callcause.webhook")
@@ -145,16 +146,7 @@ def parse_config(sec: Section) -> WebhookConfig:
         cfg.headers[key] = Secret(hsec.str(key))
     hsec.finish()
     cfg.timeout_s = parse_duration(sec, "timeout", 10.0, minimum=0.05)
-    tls = sec.section("tls")
-    cfg.tls_verify = tls.bool("verify", True)
-    cfg.ca_file = tls.str("ca_file", None)
-    if cfg.ca_file is not None:
-        try:
-            ssl.create_default_context(cafile=cfg.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise tls.error("ca_file", f"cannot load the CA bundle {cfg.ca_file!r}: {exc}",
-                            fix="point it to a PEM file with the CA certificate(s)") from None
-    tls.finish()
+    cfg.tls_verify, cfg.ca_file = parse_tls(sec)
     parse_delivery_options(sec, cfg)
     return cfg
 
