@@ -29,16 +29,22 @@ async def feed(s, records) -> Pipeline:
     return pipeline
 
 
+async def through(rabbitmq, s, queue: str, records) -> tuple[list, dict[str, int]]:
+    """Records through the pipeline into the sink until a consumer of `queue` read them all:
+    (messages, id counts)."""
+    pipeline = await feed(s, records)
+    try:
+        return await amqp_drain(rabbitmq.consumer_url, queue, {r.id for r in records})
+    finally:
+        await pipeline.close_sinks()
+
+
 async def test_records_arrive_confirmed_persistent_with_id_type_and_routing_key(rabbitmq, tmp_path):
     conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-basic", "test-pbx.pbx-test.*")
     await conn.close()
     s = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-basic")
     records = [make_record(i) for i in range(20)]
-    pipeline = await feed(s, records)
-    try:
-        messages, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-basic", {r.id for r in records})
-    finally:
-        await pipeline.close_sinks()
+    messages, ids = await through(rabbitmq, s, "q-ex-basic", records)
     assert sorted(ids) == sorted(r.id for r in records)
     first = messages[0]
     body = json.loads(first.body)
@@ -74,11 +80,7 @@ async def test_declared_exchange_and_batches(rabbitmq, tmp_path):
     conn, _ = await amqp_queue(rabbitmq.consumer_url, "ex-declared", "calls.#")
     await conn.close()
     records = [make_record(i) for i in range(60)]
-    pipeline = await feed(s, records)
-    try:
-        messages, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-declared", {r.id for r in records})
-    finally:
-        await pipeline.close_sinks()
+    messages, ids = await through(rabbitmq, s, "q-ex-declared", records)
     assert all(m.type == "call.hangup.batch" and m.message_id.startswith("ccb_") for m in messages)
     assert len(messages) == 3 and sum(ids.values()) == 60
     assert {m.routing_key for m in messages} == {"calls.busy"}
@@ -111,11 +113,7 @@ async def test_tls_with_verification_delivers_and_an_unknown_ca_is_refused(rabbi
     url = f"amqps://127.0.0.1:{rabbitmq.tls_port}/"
     good = sink("amqp", url, tmp_path / "good.db", exchange="ex-tls", tls={"ca_file": str(ca_file)}, name="good")
     records = [make_record(i) for i in range(5)]
-    pipeline = await feed(good, records)
-    try:
-        _, ids = await amqp_drain(rabbitmq.consumer_url, "q-ex-tls", {r.id for r in records})
-    finally:
-        await pipeline.close_sinks()
+    _, ids = await through(rabbitmq, good, "q-ex-tls", records)
     assert set(ids) == {r.id for r in records}
     await refused(sink("amqp", url, tmp_path / "bad.db", exchange="ex-tls", name="bad"), caplog,
                   "CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
@@ -127,11 +125,7 @@ async def test_wrong_password_retries_and_no_secret_reaches_a_log_line(rabbitmq,
     await conn.close()
     good = sink("amqp", rabbitmq.url, tmp_path / "o.db", exchange="ex-auth", name="good")
     records = [make_record(i) for i in range(3)]
-    pipeline = await feed(good, records)
-    try:
-        await amqp_drain(rabbitmq.consumer_url, "q-ex-auth", {r.id for r in records})
-    finally:
-        await pipeline.close_sinks()
+    await through(rabbitmq, good, "q-ex-auth", records)
     await refused(sink("amqp", rabbitmq.url, tmp_path / "o2.db", exchange="ex-auth", name="bad",
                        password="wrong-" + PASSWORD), caplog, "cannot connect")
     assert "ACCESS_REFUSED" in caplog.text or "authentication" in caplog.text.lower()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from broker_support import MqttConsumer, amqp_drain, amqp_queue, sink
-from webhook_helpers import FixedExplainer, make_record, read_lines
+from webhook_helpers import FixedExplainer, make_record, read_lines, sigkill
 
 from callcause.connectors.delivery.outbox import Outbox
 from callcause.pipeline import Pipeline
@@ -150,13 +150,8 @@ async def test_sigkill_mid_delivery_then_restart_delivers_every_accepted_record(
                 if got >= 200:
                     break
                 await asyncio.sleep(0.01)
-        first.kill()
-        await asyncio.wait_for(first.wait(), 10)
-        await asyncio.wait_for(reader, 10)
     finally:
-        if first.returncode is None:
-            first.kill()
-    assert first.returncode == -signal.SIGKILL
+        await sigkill(first, reader)
     accepted = {line.split()[1] for line in lines if line.startswith("accepted ")}
     waiting, _ = outbox_rows(outbox)
     assert waiting, "the process died with nothing left to deliver: the test proves nothing"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from webhook_helpers import Received, Receiver, read_lines
+from webhook_helpers import Received, Receiver, read_lines, sigkill
 
 from callcause.connectors.delivery.outbox import Outbox
 
@@ -44,13 +44,8 @@ async def test_sigkill_mid_delivery_then_restart_delivers_everything_accepted(tm
     reader = asyncio.create_task(read_lines(first, lines))
     try:
         await receiver.wait_until(lambda: receiver.active >= 4, timeout=20)   # 4 = concurrency
-        first.kill()
-        await asyncio.wait_for(first.wait(), 10)
-        await asyncio.wait_for(reader, 10)
     finally:
-        if first.returncode is None:
-            first.kill()
-    assert first.returncode == -signal.SIGKILL
+        await sigkill(first, reader)
     accepted = {line.split()[1] for line in lines if line.startswith("accepted ")}
     assert len(accepted) >= 44                         # delivered + in flight at least
     assert len(receiver.delivered) < len(accepted)     # it really died with work left

@@ -60,6 +60,18 @@ async def read_lines(proc: asyncio.subprocess.Process, into: list[str]) -> None:
         into.append(line.decode().strip())
 
 
+async def sigkill(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> None:
+    """SIGKILL a child and read what it printed up to its death."""
+    try:
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)
+        await asyncio.wait_for(reader, 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
 async def wait_changed(changed: asyncio.Event, condition: Callable[[], bool], timeout: float) -> None:
     """Re-check `condition` each time `changed` is set, for at most `timeout` seconds."""
     async def loop() -> None:
