@@ -544,6 +544,9 @@ class OutboxSink(Sink):
                 continue          # there may be more due: look again once a slot frees
             timeout = self.POLL_S if next_at is None else min(self.POLL_S, max(0.0, next_at - time.time()))
             await self._wait(timeout)
+            # outcomes often arrive together (a broker acknowledges several messages in one
+            # read): let the rest of them land, so one outbox transaction stores them all
+            await asyncio.sleep(0)
 
     async def _update_gauges(self) -> None:
         if self._outbox is None:
