@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default="5m", help="which window to show (1m, 5m, 1h ...)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
 
-    p = sub.add_parser("outbox", help="list, retry or purge webhook deliveries in the outbox")
+    p = sub.add_parser("outbox", help="list, retry or purge webhook and broker deliveries in the outbox")
     p.add_argument("action", choices=("list", "retry", "purge"))
     p.add_argument("-c", "--config", default="/etc/callcause/callcause.yaml", help="config file")
     p.add_argument("--dead", action="store_true", help="only dead-lettered records")
