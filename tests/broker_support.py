@@ -371,8 +371,10 @@ def alert_delivery(msg_id: str = "al_test_1"):
     from callcause.connectors.delivery.dispatcher import Delivery
     from callcause.connectors.delivery.outbox import Row
 
-    data = {"id": msg_id, "type": "trunk.alert", "time": "2026-11-21T16:30:02.123Z", "instance": "test-pbx",
-            "source": {"name": "pbx-test"}, "trunk": "carrier"}
+    # the shape of callcause.trunks.alerts.AlertEvent.data(), which names no instance
+    data = {"id": msg_id, "type": "trunk.alert", "rule": "ner_low", "state": "firing",
+            "scope": {"source": "pbx-test", "trunk": "carrier", "direction": "outbound"},
+            "figure": "ner", "time": "2026-11-21T16:30:02.123Z"}
     raw = json.dumps(data, separators=(",", ":")).encode()
     body = b'{"type":"trunk.alert","timestamp":"2026-11-21T16:30:02.123Z","data":' + raw + b"}"
     return Delivery(msg_id, body, [Row(1, msg_id, data["time"], raw, 0.0, 0.0, 0, None)])

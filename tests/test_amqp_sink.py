@@ -69,7 +69,7 @@ async def test_a_document_of_another_type_goes_out_as_it_is(rabbitmq, tmp_path):
         await s.close()
     (message,), _ = await amqp_drain(rabbitmq.consumer_url, "q-ex-alert", {"al_test_1"})
     assert (message.type, message.message_id, message.body) == ("trunk.alert", "al_test_1", unit.body)
-    assert message.routing_key == "trunk_alert.none"      # an alert keeps its trunk elsewhere
+    assert message.routing_key == "trunk_alert.carrier"   # an alert's trunk is in its scope
 
 
 async def test_declared_exchange_and_batches(rabbitmq, tmp_path):

@@ -38,25 +38,26 @@ def doc(i: int, **changes) -> dict:
 def test_a_topic_is_filled_from_the_record_with_unsafe_characters_replaced():
     d = doc(1, call__trunk="PJSIP/carrier+#1")
     unit = Delivery("cc_1", single_body(d["time"], json.dumps(d).encode()), [row(1, d)])
-    assert template("cc/{instance}/{source}/{trunk}/{category}/{type}").fill(unit) == \
+    assert template("cc/{instance}/{source}/{trunk}/{category}/{type}").fill(unit, "daemon-1") == \
         "cc/pbx-1/pbx-test/PJSIP_carrier__1/busy/call.hangup"
-    assert template("{instance}.{trunk}.{severity}", unsafe=".*#").fill(unit) == "pbx-1.PJSIP/carrier+_1.info"
-    assert template("fixed/topic").fill(unit) == "fixed/topic"
+    assert template("{instance}.{trunk}.{severity}", unsafe=".*#").fill(unit, "d") == "pbx-1.PJSIP/carrier+_1.info"
+    assert template("fixed/topic").fill(unit, "daemon-1") == "fixed/topic"
 
 
 def test_a_batch_keeps_shared_values_and_says_mixed_for_the_others():
     rows = [row(1, doc(1, call__trunk="carrier")), row(2, doc(2, cause__category="rejected", call__trunk="carrier")),
             row(3, doc(3))]
     unit = Delivery("ccb_x", batch_body(rows), rows)
-    assert template("{source}/{category}/{trunk}/{type}").fill(unit) == "pbx-test/mixed/mixed/call.hangup.batch"
+    assert template("{source}/{category}/{trunk}/{type}").fill(unit, "d") == "pbx-test/mixed/mixed/call.hangup.batch"
 
 
-def test_an_alert_keeps_its_type_and_fields_it_lacks_are_none():
-    alert = {"id": "al_1", "type": "trunk.alert", "time": "2026-11-21T16:30:02.123Z", "instance": "pbx-1",
-             "trunk": "carrier"}
+def test_an_alert_keeps_its_type_takes_its_scope_and_fields_it_lacks_are_none():
+    alert = {"id": "al_1", "type": "trunk.alert", "time": "2026-11-21T16:30:02.123Z",
+             "scope": {"source": "pbx-eu-1", "trunk": "carrier", "direction": "outbound"}}
     body = b'{"type":"trunk.alert","timestamp":"2026-11-21T16:30:02.123Z","data":' + json.dumps(alert).encode() + b"}"
     unit = Delivery("al_1", body, [row(1, alert)])
-    assert template("cc/{instance}/{type}/{category}").fill(unit) == "cc/pbx-1/trunk.alert/none"
+    assert template("cc/{instance}/{type}/{source}/{trunk}/{direction}/{category}").fill(unit, "daemon-1") == \
+        "cc/daemon-1/trunk.alert/pbx-eu-1/carrier/outbound/none"
     assert body_type(body) == "trunk.alert"
     assert body_type(b'{ "data": {}, "type": "x.y" }') == "x.y"       # not in front: parsed
     assert body_type(b"not json") == ""

@@ -60,7 +60,7 @@ async def test_records_arrive_as_the_webhook_body_with_id_instance_and_topic(mos
 
 async def test_a_document_of_another_type_goes_out_as_it_is(mosquitto, tmp_path):
     consumer = await MqttConsumer(mosquitto.port).start()
-    s = sink("mqtt", mosquitto.url, tmp_path / "outbox.db", topic="callcause/{instance}/{type}/{category}")
+    s = sink("mqtt", mosquitto.url, tmp_path / "outbox.db", topic="callcause/{instance}/{type}/{source}/{category}")
     await s.start()
     unit = alert_delivery()
     try:
@@ -70,7 +70,7 @@ async def test_a_document_of_another_type_goes_out_as_it_is(mosquitto, tmp_path)
         await s.close()
         await consumer.stop()
     (message,) = [m for m in consumer.messages if not str(m.topic).endswith("/status")]
-    assert str(message.topic) == "callcause/test-pbx/trunk.alert/none"
+    assert str(message.topic) == "callcause/test-pbx/trunk.alert/pbx-test/none"   # instance: the daemon's
     assert message.payload == unit.body
     assert dict(message.properties.UserProperty)["type"] == "trunk.alert"
 

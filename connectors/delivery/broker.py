@@ -18,16 +18,17 @@ from urllib.parse import unquote, urlsplit
 from callcause.config import Secret, Section
 from callcause.connectors.delivery.dispatcher import Delivery, DeliveryOptions, parse_tls
 
-# the fields a topic or routing-key template may use, and where a document keeps them
+# the fields a topic or routing-key template may use, and where a document keeps them: a
+# record (call.hangup), else a trunk alert (trunk.alert, whose `scope` names the trunk)
 TEMPLATE_FIELDS = {
-    "instance": ("instance",),
-    "type": ("type",),
-    "source": ("source", "name"),
-    "source_kind": ("source", "kind"),
-    "trunk": ("call", "trunk"),
-    "direction": ("call", "direction"),
-    "category": ("cause", "category"),
-    "severity": ("cause", "severity"),
+    "instance": (("instance",),),
+    "type": (("type",),),
+    "source": (("source", "name"), ("scope", "source")),
+    "source_kind": (("source", "kind"),),
+    "trunk": (("call", "trunk"), ("scope", "trunk")),
+    "direction": (("call", "direction"), ("scope", "direction")),
+    "category": (("cause", "category"),),
+    "severity": (("cause", "severity"),),
 }
 UNKNOWN = "none"           # a field the document lacks (an alert has no call, a leg no trunk)
 MIXED = "mixed"            # a field whose value differs between the records of one batch
@@ -124,14 +125,20 @@ class NameTemplate:
                             fix=f"use any of {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
         self._table = str.maketrans({c: "_" for c in unsafe + "\x00"})
 
-    def fill(self, unit: Delivery) -> str:
+    def fill(self, unit: Delivery, instance: str) -> str:
+        """The name for one delivery; `instance` (the daemon's) where a document has none."""
         if not self.fields:
             return self.text
         values: dict[str, str] = {}
         for row in unit.rows:
             doc = json.loads(row.data)
             for name in self.fields:
-                value = _lookup(doc, TEMPLATE_FIELDS[name]) if name != "type" else body_type(unit.body)
+                if name == "type":
+                    value = body_type(unit.body)
+                else:
+                    value = next((v for v in (_lookup(doc, path) for path in TEMPLATE_FIELDS[name]) if v), "")
+                    if name == "instance":
+                        value = value or instance
                 if values.setdefault(name, value) != value:
                     values[name] = MIXED
         return self.text.format(**{k: (v or UNKNOWN).translate(self._table) for k, v in values.items()})

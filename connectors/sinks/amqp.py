@@ -157,7 +157,7 @@ class AmqpTransport:
             return Outcome.retry(f"cannot connect to {self.cfg.display_url}: {exc}", kind="unreachable",
                                  todo="is the broker running and reachable, do the exchange and the "
                                       "credentials exist?")
-        key = self.cfg.routing_key.fill(unit)
+        key = self.cfg.routing_key.fill(unit, self.instance)
         message = aio_pika.Message(
             unit.body, content_type="application/json", message_id=unit.msg_id, type=body_type(unit.body),
             app_id="callcause", headers={"instance": self.instance},

@@ -187,7 +187,7 @@ class MqttTransport:
         except aiomqtt.MqttError as exc:
             return Outcome.retry(f"cannot connect to {self.cfg.display_url}: {exc}", kind="unreachable",
                                  todo="is the broker running and reachable, and are the credentials right?")
-        topic = self.cfg.topic.fill(unit)
+        topic = self.cfg.topic.fill(unit, self.instance)
         try:
             await client.publish(topic, unit.body, qos=self.cfg.qos, retain=self.cfg.retain,
                                  properties=self._properties(unit, body_type(unit.body)))
