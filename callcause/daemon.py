@@ -105,7 +105,8 @@ class Daemon:
         if config.trunks is not None and config.trunks.enabled:
             from callcause.trunks.monitor import TrunkMonitor
 
-            self.trunks = TrunkMonitor(config.trunks, sinks=self.sinks, translator_of=lambda: self.translator)
+            self.trunks = TrunkMonitor(config.trunks, sinks=self.sinks, translator_of=lambda: self.translator,
+                                       instance=config.instance)
             self.pipeline.observers.append(self.trunks.observe)
         self.report: Any = None
         if config.report is not None and config.report.enabled:

@@ -55,8 +55,9 @@ class Harness:
         self.path = tmp_path / "records.jsonl"
         self.sink = LogSink(LogConfig(path=str(self.path), stdout="off"), "en")
         translator = Translator.default()
-        self.pipe = Pipeline(translator, [self.sink])
-        self.monitor = TrunkMonitor(cfg, sinks=[self.sink], translator_of=lambda: translator, clock=lambda: self.now)
+        self.pipe = Pipeline(translator, [self.sink], instance="pbx-berlin-1")
+        self.monitor = TrunkMonitor(cfg, sinks=[self.sink], translator_of=lambda: translator, clock=lambda: self.now,
+                                    instance="pbx-berlin-1")
         self.pipe.observers.append(self.monitor.observe)
         self.seq = 0
 
@@ -219,6 +220,9 @@ async def test_alert_goes_to_an_opted_in_webhook_signed(tmp_path):
     assert len(alerts) == 1 and receiver.rejected == 0
     assert alerts[0]["top_causes"][0]["summary"] and alerts[0]["state"] == "firing"
     assert receiver.ids[f"{alerts[0]['id']}.firing"] == 1       # webhook-id: one per event
+    # a consumer of many daemons knows which one decided the alert, as for records
+    assert alerts[0]["instance"] == "pbx-berlin-1"
+    assert {r["instance"] for r in receiver.records if r["type"] == "call.hangup"} == {"pbx-berlin-1"}
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,7 @@ class AlertEvent:
     attempts: int
     top_causes: list[tuple[Cause, int]] = field(default_factory=list)
     describe: Describe | None = None
+    instance: str | None = None       # the daemon that decided it (config `instance`), as on records
 
     @property
     def message_id(self) -> str:
@@ -87,7 +88,8 @@ class AlertEvent:
             scope["destination"] = self.key.destination
         r = self.rule
         out: dict[str, Any] = {
-            "id": self.id, "type": ALERT_TYPE, "rule": r.name, "state": self.state, "scope": scope,
+            "id": self.id, "type": ALERT_TYPE, "instance": self.instance, "rule": r.name, "state": self.state,
+            "scope": scope,
             "figure": r.figure, "op": r.op,
             "value": None if self.value is None else round(self.value, 4),
             "threshold": round(self.threshold, 4), "clear": round(self.clear, 4),

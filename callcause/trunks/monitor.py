@@ -49,8 +49,9 @@ def cause_texts(translator_of: Callable[[], Any]) -> Callable[[Cause, str], str 
 class TrunkMonitor:
     def __init__(self, cfg: TrunksConfig, *, sinks: Sequence[Any] = (), translator_of: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.time, event_time: bool = False, count_metrics: bool = True,
-                 log_events: bool | None = None) -> None:
+                 log_events: bool | None = None, instance: str | None = None) -> None:
         self.cfg = cfg
+        self.instance = instance
         self.event_time = event_time
         self._latest = 0.0
         self.clock = (lambda: self._latest) if event_time else clock
@@ -128,6 +129,7 @@ class TrunkMonitor:
         events = self.engine.evaluate(now)
         self.flush_metrics()
         for event in events:
+            event.instance = self.instance
             labels = (event.rule.name, event.key.source, event.key.trunk)
             metrics.ALERT_FIRING.labels(*labels).set(1 if event.state == "firing" else 0)
             metrics.ALERT_EVENTS.labels(event.rule.name, event.state).inc()
