@@ -79,6 +79,10 @@ def _clean_phrase(phrase: str | None) -> str | None:
 _REASON_PREFIX = re.compile(r"^reason\s*:\s*", re.IGNORECASE)
 _REASON_VALUE = re.compile(r"^\s*(Q\.850|SIP|[A-Za-z][\w.\-]*)\s*(;.*)?$", re.IGNORECASE)
 _PARAM = re.compile(r';\s*([A-Za-z][\w\-]*)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,]*))?')
+# ASCII digits only (str.isdigit also accepts '²', which int() refuses), and no more than a
+# cause or status code needs (a Q.850 cause is 0-127, a SIP status three digits): a longer
+# number is not a cause, and beyond 4,300 digits int() itself refuses it.
+_CAUSE = re.compile(r"[0-9]{1,3}")
 
 
 def _split_reason_values(text: str) -> list[str]:
@@ -120,10 +124,11 @@ def parse_reason_header(text: str, *, lenient: bool = False) -> list[ReasonHeade
         protocol = m.group(1)
         params = {k.lower(): (v or "").strip() for k, v in _PARAM.findall(m.group(2) or "")}
         cause = params.get("cause", "")
-        if not (cause.isascii() and cause.isdigit()):   # `²` is a digit to isdigit(), not to int()
+        if not _CAUSE.fullmatch(cause):
             if lenient:
                 continue
-            raise _fail(f"understood a Reason header ({protocol}), but cause={cause!r} is not a number")
+            raise _fail(f"understood a Reason header ({protocol}), but cause={cause[:20]!r} is not a "
+                        "cause number (1-3 digits 0-9)")
         txt = params.get("text")
         if txt is not None:
             txt = txt[1:-1].replace('\\"', '"') if txt.startswith('"') and txt.endswith('"') else txt

@@ -82,6 +82,29 @@ class Harness:
         return {c.leg_id: c for c in self.records}
 
 
+def daemon_config(tmp_path: Path, port: int, *, source_keys: str = "", name: str = "fs-daemon") -> str:
+    """A `callcause run` config file: one FreeSWITCH source on `port`, a JSON Lines log sink
+    at `tmp_path/records.jsonl`; `source_keys` are extra lines (indented) of the source."""
+    secret = tmp_path / "esl.secret"
+    secret.write_text(PASSWORD + "\n")
+    path = tmp_path / "callcause.yaml"
+    path.write_text(f"""\
+sources:
+  - name: {name}
+    kind: freeswitch
+    host: 127.0.0.1
+    port: {port}
+    password_file: {secret}
+    reconnect_min: 0.05
+    reconnect_max: 0.2
+{source_keys}sinks:
+  - kind: log
+    path: {tmp_path / "records.jsonl"}
+    stdout: off
+""")
+    return str(path)
+
+
 async def start(server: EslServer, *, record_internal_legs: bool = False, **overrides: Any) -> Harness:
     cfg = EslConfig(name=f"fs-test-{next(_names)}", host=server.host, port=server.port,
                     password=Secret(PASSWORD), complete_wait=5.0, internal_leg_wait=0.2,

@@ -11,29 +11,9 @@ import esl_support as S
 from callcause.connectors.simulator.esl import EslServer
 
 
-def write_config(tmp_path, port: int) -> str:  # type: ignore[no-untyped-def]
-    secret = tmp_path / "esl.secret"
-    secret.write_text(S.PASSWORD + "\n")
-    path = tmp_path / "callcause.yaml"
-    path.write_text(f"""\
-sources:
-  - name: fs-daemon
-    kind: freeswitch
-    host: 127.0.0.1
-    port: {port}
-    password_file: {secret}
-    reconnect_min: 0.05
-sinks:
-  - kind: log
-    path: {tmp_path / "records.jsonl"}
-    stdout: off
-""")
-    return str(path)
-
-
 async def test_daemon_records_freeswitch_hangups_and_stops_cleanly(tmp_path, caplog) -> None:
     with EslServer(S.PASSWORD) as server:
-        daemon, written, run = S.daemon_until(write_config(tmp_path, server.port), 2)
+        daemon, written, run = S.daemon_until(S.daemon_config(tmp_path, server.port), 2)
         assert await server.subscribed(1)
         server.send_events(S.frames("freeswitch-sip486-busy.txt") + S.frames("freeswitch-sip603-decline.txt"))
         await asyncio.wait_for(written.wait(), 10)

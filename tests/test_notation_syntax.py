@@ -70,3 +70,14 @@ def test_reason_lenient_keeps_the_good_values():
     hs = parse_reason_header('Q.850;cause=abc, SIP;cause=503;text="x", garbage', lenient=True)
     assert [(h.protocol, h.cause) for h in hs] == [("SIP", 503)]
     assert parse_reason_header("nothing useful", lenient=True) == []
+
+
+@pytest.mark.parametrize("bad", ["\u00b2", "\u0663", "1" * 5001, "0123"],
+                         ids=["superscript-two", "arabic-indic-three", "5001-digits", "four-digits"])
+def test_reason_cause_is_one_to_three_ascii_digits(bad):
+    # str.isdigit() accepts these, int() refuses the first and the third: a bad value must not raise
+    # anything but NotationError, and in lenient mode it costs only itself
+    hs = parse_reason_header(f"Q.850;cause={bad}, SIP;cause=486", lenient=True)
+    assert [(h.protocol, h.cause) for h in hs] == [("SIP", 486)]
+    with pytest.raises(NotationError, match="cause number"):
+        parse_reason_header(f"Q.850;cause={bad}")

@@ -2,8 +2,13 @@
 
 greenswitch 0.0.19 is the client; this module subclasses it so that a hostile or broken peer
 cannot forge headers, stall the reader, block a command forever or end the session silently.
-Each `EslSession` runs in its own OS thread with that thread's own gevent hub (gevent is never
-monkey-patched), and hands what it reads to the caller through plain callbacks.
+greenswitch stays the connection and command layer (connect, auth, `send` and its replies);
+reading is ours: large `recv`s into one buffer, frames cut by Content-Length, and each event
+handed to its handlers by the reader itself. greenswitch's queue and dispatcher greenlet are
+not used: a frame that was read is delivered before the next `recv`, so nothing read can be
+lost when the session ends, and a slow consumer stops the reading (TCP back-pressure) instead
+of growing a queue. Each `EslSession` runs in its own OS thread with that thread's own gevent
+hub (gevent is never monkey-patched), and hands what it reads to the caller through callbacks.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from urllib.parse import unquote
 
 import gevent
 import gevent.event
-import gevent.queue
 import gevent.socket
 from greenswitch.esl import ESLEvent, InboundESL, NotConnectedError
 
@@ -32,6 +36,15 @@ log = logging.getLogger("callcause.esl")
 # A FreeSWITCH envelope is two or three short lines; anything far longer without a blank
 # line is not ESL.
 MAX_ENVELOPE_BYTES = 16 * 1024
+# No frame may be larger (the AMI reader's limit too): a bigger Content-Length is reported and
+# the stream resynchronised at the next frame instead of buffering what it announces.
+MAX_FRAME_BYTES = 1024 * 1024
+# One recv takes many events at once (a CHANNEL_HANGUP_COMPLETE is 5-9 kB).
+RECV_BYTES = 256 * 1024
+# A standard event envelope, matched in one step on the hot path.
+_EVENT_ENVELOPE = re.compile(rb"Content-Length: (\d{1,9})\nContent-Type: (text/event-(?:plain|json))\n\n")
+# Where a frame may start again after an oversized one.
+_RESYNC = re.compile(rb"\n(?=Content-(?:Length: \d|Type: [a-z]))")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _FRAME_START = re.compile(rb"Content-(?:Length: \d|Type: )")
 
@@ -124,6 +137,7 @@ class EslFrame(ESLEvent):
         self.body = body
         self.data = body
         self.truncated = False
+        self.size = 0          # bytes of the frame's body as received
 
     def parse_data(self, data: str) -> None:
         """greenswitch's entry point, fixed: split lines first, then decode each value."""
@@ -204,20 +218,22 @@ class GuardedInboundESL(InboundESL):
     """
 
     def __init__(self, host: str, port: int, password: str, timeout: float = 5.0, *,
-                 report: Report | None = None, max_event_bytes: int = 2 * 1024 * 1024,
-                 backlog: int = 10_000) -> None:
+                 report: Report | None = None, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         super().__init__(host, port, password, timeout)
         self.report: Report = report or (lambda kind, what: None)
-        self.max_event_bytes = max_event_bytes
-        # greenswitch's queue between its reader and its dispatcher is unbounded; bound it so a
-        # stuck consumer slows the reader (TCP back-pressure) instead of eating memory.
-        self._esl_event_queue = gevent.queue.Queue(maxsize=backlog)
+        self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
         self._pos = 0
         self.last_traffic = time.monotonic()
         self.frames = 0
+        self.peak_buffered = 0         # largest read buffer this connection needed, in bytes
+        self.delivering = False        # a handler holds the reader (back-pressure, not silence)
         self.rejected: str | None = None
         self.on_closed: Callable[[], None] | None = None
+
+    def start_event_handlers(self) -> None:
+        # only the reader: it dispatches itself, so no event waits in a greenlet that stop() kills
+        self._receive_events_greenlet = gevent.spawn(self.receive_events)
 
     # connect/auth: the library waits for auth/request without a timeout
     def connect(self) -> None:
@@ -266,8 +282,13 @@ class GuardedInboundESL(InboundESL):
             if not pending.ready():
                 pending.set_exception(NotConnectedError())
         self._commands_sent.clear()
-        greenlets = [g for g in (self._receive_events_greenlet, self._process_events_greenlet) if g]
-        gevent.killall(greenlets, timeout=2)
+        reader = self._receive_events_greenlet
+        if reader and reader is not gevent.getcurrent():
+            # the reader ends by itself once the socket is closed, after delivering the frames it
+            # already holds; kill it only if a handler keeps it longer than that
+            reader.join(timeout=2)
+            if not reader.dead:
+                reader.kill(block=True, timeout=1)
 
     @property
     def reader_alive(self) -> bool:
@@ -279,10 +300,12 @@ class GuardedInboundESL(InboundESL):
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
-        data = self.sock.recv(65536)
+        data = self.sock.recv(RECV_BYTES)
         if not data:
             raise EOFError
         self._buf += data
+        if len(self._buf) > self.peak_buffered:
+            self.peak_buffered = len(self._buf)
         self.last_traffic = time.monotonic()
 
     def _read_block(self) -> bytes:
@@ -346,6 +369,18 @@ class GuardedInboundESL(InboundESL):
                 self.on_closed()
 
     def _read_frame(self) -> None:
+        # the hot path: a standard event envelope whose whole body is already buffered
+        m = _EVENT_ENVELOPE.match(self._buf, self._pos)
+        if m is not None:
+            length = int(m.group(1))
+            start = m.end()
+            if length <= self.max_frame_bytes and start + length <= len(self._buf):
+                self.frames += 1
+                body = bytes(self._buf[start: start + length])
+                self._pos = start + length
+                self._deliver_raw({"Content-Length": m.group(1).decode(),
+                                   "Content-Type": m.group(2).decode()}, body)
+                return
         block = self._read_block()
         if not block.strip(b"\n"):
             return
@@ -356,12 +391,12 @@ class GuardedInboundESL(InboundESL):
         length_text = env.get("Content-Length")
         length: int | None = None
         if length_text is not None:
-            try:
-                length = ascii_int(length_text)   # int() would take `+5`, `1_0` or `٣`
-                if length is None:
-                    raise ValueError
-            except ValueError:
-                self.report("bad_content_length", f"Content-Length {length_text!r} is not a size; frame skipped")
+            length = ascii_int(length_text)   # int() would take `+5`, `1_0` or `٣`
+            if length is None:
+                self.report("bad_content_length", f"Content-Length {length_text[:40]!r} is not a size; frame skipped")
+                return
+            if length > self.max_frame_bytes:
+                self._oversized(ctype, length_text)
                 return
         if ctype is None:
             if "Event-Name" in env:
@@ -386,13 +421,11 @@ class GuardedInboundESL(InboundESL):
             if env.get("Content-Disposition") != "linger":
                 self.connected = False
                 self._run = False
-            self._esl_event_queue.put(EslFrame(env))
+            self._dispatch(EslFrame(env))
         elif ctype == "text/rude-rejection":
             if length:
                 self.rejected = self._read_exact(length).decode("utf-8", errors="replace").strip()
-            self.connected = False
-            self._run = False
-            self._auth_request_event.set()
+            self._rejected()
         elif ctype.startswith("text/event-"):
             if length is None:
                 # greenswitch dies here (KeyError) while `connected` stays true; instead read the
@@ -400,17 +433,39 @@ class GuardedInboundESL(InboundESL):
                 self.report("missing_content_length",
                             "an event frame without Content-Length; read up to its blank line")
                 body = self._read_block() + b"\n\n"
-            elif length > self.max_event_bytes:
-                self.report("oversized_frame", f"an event of {length} bytes (limit "
-                                               f"{self.max_event_bytes}) was skipped")
-                self._skip(length)
-                return
             else:
                 body = self._read_exact(length)
             self._deliver_raw(env, body)
         else:
             if length:
                 self._skip(length)
+
+    def _rejected(self) -> None:
+        self.connected = False
+        self._run = False
+        self._auth_request_event.set()
+
+    def _oversized(self, ctype: str | None, length_text: str) -> None:
+        """A frame announcing more than the limit: skip to where the next frame starts.
+
+        Skipping exactly Content-Length bytes would trust the number that is already wrong
+        (99999999999 would keep the reader discarding forever); what follows an honest big
+        event is the next envelope, which the scan finds as well.
+        """
+        self.report("oversized_frame", f"a {ctype or 'frame'} announcing Content-Length {length_text[:40]} "
+                                       f"(limit {self.max_frame_bytes} bytes) was skipped up to the next frame")
+        if ctype == "text/rude-rejection":
+            self.rejected = "a rude rejection (oversized)"
+            self._rejected()
+            return
+        while True:
+            m = _RESYNC.search(self._buf, self._pos)
+            if m is not None:
+                self._pos = m.end()
+                return
+            # keep a short tail: a frame start may be cut between two reads
+            self._pos = max(self._pos, len(self._buf) - 32)
+            self._fill()
 
     @staticmethod
     def _next_frame_inside(body: bytes) -> int:
@@ -461,6 +516,7 @@ class GuardedInboundESL(InboundESL):
             text = body.decode("utf-8", errors="replace")
         frame = EslFrame(env)
         frame.truncated = truncated
+        frame.size = len(body)
         self._deliver_event(frame, text)
 
     def _deliver_event(self, frame: EslFrame, text: str) -> None:
@@ -478,7 +534,32 @@ class GuardedInboundESL(InboundESL):
             self.report("unsupported_format", f"{ctype} events are not read; subscribe with `event plain`")
             return
         frame.data = frame.body
-        self._esl_event_queue.put(frame)
+        self._dispatch(frame)
+
+    def _dispatch(self, frame: EslFrame) -> None:
+        """Call the handlers of one event now, in the reader (greenswitch's `process_events`
+        rules: Event-Name, `DISCONNECT` for a disconnect notice, `*` for the rest)."""
+        headers = frame.headers
+        if frame.content_type == "text/disconnect-notice":
+            handlers = self.event_handlers.get("DISCONNECT")
+        elif headers.get("Event-Name") == "CUSTOM":
+            handlers = self.event_handlers.get(headers.get("Event-Subclass"))
+        else:
+            handlers = self.event_handlers.get(headers.get("Event-Name"))
+        if not handlers:
+            handlers = self.event_handlers.get("*")
+        if not handlers:
+            return
+        self.delivering = True
+        try:
+            for handler in handlers:
+                try:
+                    handler(frame)
+                except Exception as exc:   # a handler's bug costs this event, not the connection
+                    self.report("handler_error", f"an event handler failed: {exc!r}")
+        finally:
+            self.delivering = False
+            self.last_traffic = time.monotonic()
 
 
 # --- One supervised connection, in its own thread --------------------------------------------
@@ -492,8 +573,7 @@ class SessionSettings:
     filters: tuple[str, ...] = ()
     timeout: float = 5.0                # connect and command timeout
     heartbeat_timeout: float = 30.0     # silence before probing with `api status`
-    max_event_bytes: int = 2 * 1024 * 1024
-    backlog: int = 10_000
+    max_frame_bytes: int = MAX_FRAME_BYTES
 
 
 @dataclass(slots=True)
@@ -528,6 +608,13 @@ class EslSession:
         self._hub: Any = None
         self._wake: gevent.event.Event | None = None
         self._hub_ready = threading.Event()
+        self.con: GuardedInboundESL | None = None
+
+    @property
+    def peak_buffered(self) -> int:
+        """The largest read buffer of this session's connection so far, in bytes."""
+        con = self.con
+        return con.peak_buffered if con is not None else 0
 
     def stop(self) -> None:
         """Ask the session to end (thread-safe); it closes its socket and returns from `run`."""
@@ -554,7 +641,8 @@ class EslSession:
     def _run_connection(self) -> None:
         s = self.settings
         con = GuardedInboundESL(s.host, s.port, s.password, s.timeout, report=self.report,
-                                max_event_bytes=s.max_event_bytes, backlog=s.backlog)
+                                max_frame_bytes=s.max_frame_bytes)
+        self.con = con
         done = gevent.event.Event()
         wake = self._wake
         assert wake is not None
@@ -568,9 +656,9 @@ class EslSession:
 
         def on_frame(frame: EslFrame) -> None:
             if frame.content_type == "text/disconnect-notice":
+                # the reader ends after this frame, having delivered every event before it
                 if frame.envelope.get("Content-Disposition") != "linger":
                     self.result.reason = self.result.reason or "FreeSWITCH sent a disconnect notice"
-                    closed()
                 return
             self.on_event(frame)
 
@@ -620,7 +708,10 @@ class EslSession:
             if not con.reader_alive or not con.connected:
                 self.result.reason = self.result.reason or "the connection ended"
                 return
-            if time.monotonic() - con.last_traffic > s.heartbeat_timeout:
+            if con.delivering:
+                # the consumer holds the reader: the peer is not silent, it is waiting on us
+                con.last_traffic = time.monotonic()
+            elif time.monotonic() - con.last_traffic > s.heartbeat_timeout:
                 # no HEARTBEAT, no event: ask; a live FreeSWITCH answers `api status` at once
                 try:
                     con.send("api status", timeout=s.timeout)

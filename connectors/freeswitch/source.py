@@ -24,7 +24,13 @@ import gevent
 
 from callcause import metrics
 from callcause.config import Secret, Section
-from callcause.connectors.freeswitch.client import EslFrame, EslSession, SessionResult, SessionSettings
+from callcause.connectors.freeswitch.client import (
+    MAX_FRAME_BYTES,
+    EslFrame,
+    EslSession,
+    SessionResult,
+    SessionSettings,
+)
 from callcause.mapping.notation import parse_reason_header
 from callcause.mapping.tables import builtin_dispositions, builtin_tables
 from callcause.pipeline import Source
@@ -55,8 +61,8 @@ class EslConfig:
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     handoff_size: int = 1000               # events in flight between the ESL thread and the loop
-    backlog: int = 10_000                  # events read but not yet converted
-    max_event_bytes: int = 2 * 1024 * 1024
+    handoff_bytes: int = 8 * 1024 * 1024   # ... and their size as received, whichever is reached first
+    max_event_bytes: int = MAX_FRAME_BYTES  # a larger frame is skipped up to the next frame
     hangup_fallback: bool = True           # also subscribe CHANNEL_HANGUP, used if COMPLETE never comes
     complete_wait: float = 30.0            # how long a CHANNEL_HANGUP waits for its COMPLETE
     internal_leg_wait: float = 5.0         # how long a loopback leg waits for a real leg of its call
@@ -94,8 +100,9 @@ def parse_config(sec: Section) -> EslConfig:
         raise sec.error("reconnect_max", "reconnect_max is smaller than reconnect_min",
                         fix="make reconnect_max at least reconnect_min")
     cfg.handoff_size = sec.int("handoff_size", 1000, min=1)
-    cfg.backlog = sec.int("backlog", 10_000, min=1)
-    cfg.max_event_bytes = sec.int("max_event_bytes", 2 * 1024 * 1024, min=4096)
+    cfg.handoff_bytes = sec.int("handoff_bytes", 8 * 1024 * 1024, min=4096)
+    sec.int("backlog", 0, min=0)   # no longer used (nothing waits between reading and converting)
+    cfg.max_event_bytes = sec.int("max_event_bytes", MAX_FRAME_BYTES, min=4096)
     cfg.hangup_fallback = sec.bool("hangup_fallback", True)
     cfg.complete_wait = sec.float("complete_wait", 30.0, min=0.01)
     cfg.internal_leg_wait = sec.float("internal_leg_wait", 5.0, min=0.0)
@@ -358,36 +365,42 @@ def _clean_strings(clues: HangupClues) -> None:
 # --- Thread -> loop hand-off ------------------------------------------------------------------
 
 class Handoff:
-    """A bounded queue from the ESL thread to the asyncio loop.
+    """A queue from the ESL thread to the asyncio loop, bounded in items and in bytes.
 
     The ESL side appends and wakes the loop with `call_soon_threadsafe` only when the queue
-    was idle, so a burst costs one wake-up, not one per event. When full, the ESL side counts
-    the overflow and waits cooperatively (gevent.sleep): its dispatcher pauses while its socket
-    reader keeps reading into the backlog, so nothing is dropped and FreeSWITCH is not left
-    unread.
+    was idle, so a burst costs one wake-up, not one per event. An item's size is that of the
+    event it came from, as received. When either bound is reached the ESL side counts the
+    overflow and waits cooperatively (gevent.sleep); its reader waits with it, so FreeSWITCH's
+    further events stay in the kernel's socket buffers (TCP back-pressure) and nothing is
+    dropped. An item larger than the byte bound still passes when the queue is empty.
     """
 
     MAX_BATCH = 256   # items per loop callback, so one burst cannot stall the loop
 
     def __init__(self, loop: asyncio.AbstractEventLoop, consumer: Callable[[Any], None], maxsize: int,
-                 on_overflow: Callable[[], None]) -> None:
+                 on_overflow: Callable[[], None], maxbytes: int = 8 * 1024 * 1024) -> None:
         self.loop = loop
         self.consumer = consumer
         self.maxsize = maxsize
+        self.maxbytes = maxbytes
         self.on_overflow = on_overflow
-        self._items: collections.deque[Any] = collections.deque()
+        self._items: collections.deque[tuple[Any, int]] = collections.deque()
+        self._bytes = 0
         self._lock = threading.Lock()
         self._scheduled = False
         self.closed = False
         self.overflows = 0
+        self.peak_bytes = 0
 
-    def put(self, item: Any) -> bool:
+    def put(self, item: Any, size: int = 0) -> bool:
         """From the ESL thread (inside a greenlet). False only if the loop is gone."""
         waited = False
         while True:
             with self._lock:
-                if len(self._items) < self.maxsize:
-                    self._items.append(item)
+                if not self._items or (len(self._items) < self.maxsize and self._bytes + size <= self.maxbytes):
+                    self._items.append((item, size))
+                    self._bytes += size
+                    self.peak_bytes = max(self.peak_bytes, self._bytes)
                     wake = not self._scheduled
                     self._scheduled = True
                     break
@@ -405,13 +418,18 @@ class Handoff:
                 return False
         return True
 
+    def _take(self) -> Any:
+        item, size = self._items.popleft()
+        self._bytes -= size
+        return item
+
     def _drain(self) -> None:
         for _ in range(self.MAX_BATCH):
             with self._lock:
                 if not self._items:
                     self._scheduled = False
                     return
-                item = self._items.popleft()
+                item = self._take()
             self.consumer(item)
         self.loop.call_soon(self._drain)
 
@@ -421,7 +439,7 @@ class Handoff:
             with self._lock:
                 if not self._items:
                     return
-                item = self._items.popleft()
+                item = self._take()
             self.consumer(item)
 
 
@@ -578,6 +596,7 @@ class EslSource(Source):
         self.handoff: Handoff | None = None
         self._connected = False
         self._session: EslSession | None = None
+        self._peak_buffered = 0
         self._m_events = metrics.SOURCE_EVENTS.labels(source=cfg.name)
         self._m_overflow = metrics.HANDOFF_OVERFLOW.labels(source=cfg.name)
         self._m_up = metrics.SOURCE_UP.labels(source=cfg.name)
@@ -590,6 +609,12 @@ class EslSource(Source):
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def peak_buffered(self) -> int:
+        """The largest read buffer any session of this source needed, in bytes."""
+        session = self._session
+        return max(self._peak_buffered, session.peak_buffered if session is not None else 0)
+
     # from the ESL thread -------------------------------------------------------------------
     def _report(self, kind: str, what: str) -> None:
         todo = {
@@ -600,7 +625,8 @@ class EslSource(Source):
     def _on_overflow(self) -> None:
         self._m_overflow.inc()
         self.problems.report("handoff_full", f"the hand-off to the pipeline is full ({self.cfg.handoff_size} "
-                             "events); the ESL thread waits while its reader keeps reading",
+                             f"events or {self.cfg.handoff_bytes} bytes); the ESL thread stops reading until "
+                             "it has room (FreeSWITCH's events wait in the socket, none is dropped)",
                              "if this repeats, look at the sinks' speed", count=False, source=self.name)
 
     def _on_event(self, frame: EslFrame) -> None:
@@ -635,7 +661,7 @@ class EslSource(Source):
             clues.incomplete = True
         handoff = self.handoff
         if handoff is not None:
-            handoff.put((name, clues, links))
+            handoff.put((name, clues, links), frame.size)
 
     # on the loop ---------------------------------------------------------------------------
     def _accept(self, item: tuple[str, HangupClues, frozenset[str]]) -> None:
@@ -670,8 +696,7 @@ class EslSource(Source):
         c = self.cfg
         return SessionSettings(host=c.host, port=c.port, password=c.password.reveal(),
                                events=c.events(), filters=c.all_filters(), timeout=c.timeout,
-                               heartbeat_timeout=c.heartbeat_timeout, max_event_bytes=c.max_event_bytes,
-                               backlog=c.backlog)
+                               heartbeat_timeout=c.heartbeat_timeout, max_frame_bytes=c.max_event_bytes)
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, capped."""
@@ -711,6 +736,7 @@ class EslSource(Source):
                 await asyncio.wait_for(asyncio.shield(finished), timeout=self.cfg.timeout + 2)
             raise
         finally:
+            self._peak_buffered = max(self._peak_buffered, session.peak_buffered)
             self._session = None
             if finished.done():
                 # the result is posted as the thread's last act: it is gone a moment later
@@ -732,7 +758,8 @@ class EslSource(Source):
         self.tracker = LegTracker(emit, record_internal_legs=self.record_internal_legs,
                                   complete_wait=self.cfg.complete_wait,
                                   internal_wait=self.cfg.internal_leg_wait)
-        self.handoff = Handoff(loop, self._accept, self.cfg.handoff_size, self._on_overflow)
+        self.handoff = Handoff(loop, self._accept, self.cfg.handoff_size, self._on_overflow,
+                               self.cfg.handoff_bytes)
         sweeper = asyncio.create_task(self._sweep_forever(), name=f"esl-sweep-{self.name}")
         attempt = 0
         try:

@@ -335,9 +335,11 @@ class EslServer:
         """Write bytes as they are to every authenticated connection (garbage, broken frames)."""
         self._call(self._broadcast(data))
 
-    def disconnect(self, notice: bool = True) -> None:
-        """End every session: with FreeSWITCH's disconnect notice, or by just closing."""
-        self._call(self._disconnect(notice))
+    def disconnect(self, notice: bool = True, *, abort: bool = True) -> None:
+        """End every session: with FreeSWITCH's disconnect notice, or without one: then
+        `abort` resets the connection at once (unsent bytes lost, like a crash), otherwise
+        everything queued is written first and the socket closed (like a restart)."""
+        self._call(self._disconnect(notice, abort))
 
     def play(self, frames: Sequence[bytes], *, rate: float = 10.0, repeat: int = 1,
              fresh_ids: bool = True, fresh_times: bool = False) -> asyncio.Future:  # type: ignore[type-arg]
@@ -499,12 +501,13 @@ class EslServer:
             if conn.authed and not conn.closed:
                 conn.out.put_nowait(data)
 
-    async def _disconnect(self, notice: bool) -> None:
+    async def _disconnect(self, notice: bool, abort: bool = True) -> None:
         for conn in list(self.connections):
             if conn.closed:
                 continue
-            if notice:
-                conn.out.put_nowait(DISCONNECT_NOTICE)
+            if notice or not abort:
+                if notice:
+                    conn.out.put_nowait(DISCONNECT_NOTICE)
                 self._close(conn)
             else:
                 conn.writer.transport.abort()
