@@ -218,7 +218,8 @@ class GuardedInboundESL(InboundESL):
     """
 
     def __init__(self, host: str, port: int, password: str, timeout: float = 5.0, *,
-                 report: Report | None = None, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 report: Report | None = None, max_frame_bytes: int = MAX_FRAME_BYTES,
+                 hold_events: bool = False) -> None:
         super().__init__(host, port, password, timeout)
         self.report: Report = report or (lambda kind, what: None)
         self.max_frame_bytes = max_frame_bytes
@@ -230,6 +231,18 @@ class GuardedInboundESL(InboundESL):
         self.delivering = False        # a handler holds the reader (back-pressure, not silence)
         self.rejected: str | None = None
         self.on_closed: Callable[[], None] | None = None
+        # with `hold_events`, events that arrive while the session still waits for command
+        # replies (between `event plain` and the end of its setup) are held here until
+        # `open_gate()`: the reader cannot wait for the session, whose replies may be behind
+        # those events
+        self._gate_open = not hold_events
+        self._early: list[EslFrame] = []
+
+    def open_gate(self) -> None:
+        """From the session's greenlet once it is set up: hand on the events held so far."""
+        while self._early:
+            self._dispatch_now(self._early.pop(0))
+        self._gate_open = True
 
     def start_event_handlers(self) -> None:
         # only the reader: it dispatches itself, so no event waits in a greenlet that stop() kills
@@ -537,8 +550,14 @@ class GuardedInboundESL(InboundESL):
         self._dispatch(frame)
 
     def _dispatch(self, frame: EslFrame) -> None:
-        """Call the handlers of one event now, in the reader (greenswitch's `process_events`
-        rules: Event-Name, `DISCONNECT` for a disconnect notice, `*` for the rest)."""
+        if self._gate_open:
+            self._dispatch_now(frame)
+        else:
+            self._early.append(frame)
+
+    def _dispatch_now(self, frame: EslFrame) -> None:
+        """Call the handlers of one event now (greenswitch's `process_events` rules:
+        Event-Name, `DISCONNECT` for a disconnect notice, `*` for the rest)."""
         headers = frame.headers
         if frame.content_type == "text/disconnect-notice":
             handlers = self.event_handlers.get("DISCONNECT")
@@ -641,7 +660,7 @@ class EslSession:
     def _run_connection(self) -> None:
         s = self.settings
         con = GuardedInboundESL(s.host, s.port, s.password, s.timeout, report=self.report,
-                                max_frame_bytes=s.max_frame_bytes)
+                                max_frame_bytes=s.max_frame_bytes, hold_events=True)
         self.con = con
         done = gevent.event.Event()
         wake = self._wake
@@ -676,6 +695,7 @@ class EslSession:
                     self.report("filter_refused", f"filter {spec!r} refused: {reply.headers.get('Reply-Text')}")
             self.result.was_up = True
             self.on_up(self.result.version)
+            con.open_gate()
             self._watch(con, done)
         except EslAuthError as exc:
             self.result.auth_failed = True
@@ -687,6 +707,7 @@ class EslSession:
         except gevent.Timeout as exc:   # pragma: no cover - gevent.Timeout with a custom exception
             self.result.reason = str(exc)
         finally:
+            con.open_gate()     # events that came while the setup failed are still events
             con.stop()
 
     def _ask_version(self, con: GuardedInboundESL) -> str | None:

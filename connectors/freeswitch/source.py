@@ -598,6 +598,10 @@ class EslSource(Source):
         self._session: EslSession | None = None
         self._peak_buffered = 0
         self._m_events = metrics.SOURCE_EVENTS.labels(source=cfg.name)
+        # counted in the ESL thread as a plain int, added to the metric on the loop: a
+        # prometheus counter takes a lock per increment, which the two threads then share
+        self._events_seen = 0
+        self._events_counted = 0
         self._m_overflow = metrics.HANDOFF_OVERFLOW.labels(source=cfg.name)
         self._m_up = metrics.SOURCE_UP.labels(source=cfg.name)
         self._m_reconnects = metrics.SOURCE_RECONNECTS.labels(source=cfg.name)
@@ -639,7 +643,7 @@ class EslSource(Source):
             return
         if name != COMPLETE and name != HANGUP:
             return
-        self._m_events.inc()
+        self._events_seen += 1
         try:
             clues, links, problems = clues_from_event(h, self.name, version=self.version)
         except Exception as exc:   # a bug must cost one event, never the connection
@@ -664,7 +668,14 @@ class EslSource(Source):
             handoff.put((name, clues, links), frame.size)
 
     # on the loop ---------------------------------------------------------------------------
+    def _count_events(self) -> None:
+        seen = self._events_seen
+        if seen != self._events_counted:
+            self._m_events.inc(seen - self._events_counted)
+            self._events_counted = seen
+
     def _accept(self, item: tuple[str, HangupClues, frozenset[str]]) -> None:
+        self._count_events()
         name, clues, links = item
         tracker = self.tracker
         assert tracker is not None
@@ -747,6 +758,7 @@ class EslSource(Source):
         step = max(0.01, min(1.0, self.cfg.complete_wait / 2, max(self.cfg.internal_leg_wait, 0.02) / 2))
         while True:
             await asyncio.sleep(step)
+            self._count_events()
             try:
                 self.tracker.sweep()
             except Exception as exc:   # the sweeper must outlive any one leg
@@ -788,5 +800,6 @@ class EslSource(Source):
             self._set_up(False)
             self.handoff.closed = True
             self.handoff.drain_now()
+            self._count_events()
             self.tracker.flush_all()
 
