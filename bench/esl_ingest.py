@@ -156,7 +156,10 @@ def run_many(sources: int, rate: float, seconds: float) -> None:
         parent.send("stop")
         proc.join(10)
     rss, peak = rss_mb()
-    print(f"(d) {sources} sources, paced {rate:,.0f} records/s in all: {got:,.0f} records/s recorded, "
+    from callcause.connectors.freeswitch import client
+
+    hub = "one shared gevent hub" if client.SHARED_HUB is not None else "a thread per connection"
+    print(f"(d) {sources} sources ({hub}), paced {rate:,.0f} records/s in all: {got:,.0f} records/s recorded, "
           f"longest loop stall {stall * 1000:.1f} ms (goal <= 20 ms at 50 sources); "
           f"RSS {rss:.0f} MB (peak {peak:.0f} MB), {threads} threads")
 
@@ -273,7 +276,13 @@ def main() -> None:
                         "(d) only, (a)-(c) are skipped")
     parser.add_argument("--rate", type=float, default=1000.0, help="records/s in all for (d)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of (d)")
+    parser.add_argument("--hub", choices=("shared", "thread"), default="shared",
+                        help="FreeSWITCH sessions in one shared gevent hub (the daemon's way) or a thread each")
     args = parser.parse_args()
+    if args.hub == "thread":
+        from callcause.connectors.freeswitch import client
+
+        client.SHARED_HUB = None
     if args.many:
         for n in (int(x) for x in args.many.split(",")):
             run_many(n, args.rate, args.seconds)

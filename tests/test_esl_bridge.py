@@ -1,5 +1,6 @@
-"""The thread bridge: greenswitch runs in its own OS thread, records reach the asyncio loop, a
-busy ESL thread does not stall the loop, a full hand-off waits (counted) and loses nothing."""
+"""The thread bridge: greenswitch runs in its own OS thread (one gevent hub shared by all
+FreeSWITCH sources), records reach the asyncio loop, a busy ESL thread does not stall the loop,
+a full hand-off waits (counted) and loses nothing."""
 
 from __future__ import annotations
 
@@ -21,8 +22,17 @@ def server():
         yield srv
 
 
-def esl_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"callcause-esl-{name}"]
+def esl_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "callcause-esl"]
+
+
+async def no_esl_thread_left() -> bool:
+    """The shared hub's thread ends once its last session has ended (bounded wait)."""
+    for _ in range(200):
+        if not esl_threads():
+            return True
+        await asyncio.sleep(0.01)
+    return False
 
 
 async def test_events_cross_from_the_esl_thread_to_the_loop(server: EslServer) -> None:
@@ -37,7 +47,7 @@ async def test_events_cross_from_the_esl_thread_to_the_loop(server: EslServer) -
     h.source._on_event = spy  # type: ignore[method-assign]
     try:
         await h.wait_sessions(1)
-        assert len(esl_threads(h.source.name)) == 1
+        assert len(esl_threads()) == 1
         server.send_events(S.frames("freeswitch-sip486-busy.txt", COMPLETE))
         await h.wait_records(1)
     finally:
@@ -45,7 +55,25 @@ async def test_events_cross_from_the_esl_thread_to_the_loop(server: EslServer) -
     loop_thread = threading.get_ident()
     assert h.emit_threads == {loop_thread}
     assert seen_in and loop_thread not in seen_in
-    assert esl_threads(h.source.name) == []            # the thread ended with the source
+    assert await no_esl_thread_left()                 # the thread ended with the source
+
+
+async def test_many_sources_share_one_esl_thread(server: EslServer) -> None:
+    sources = [await S.start(server) for _ in range(5)]
+    try:
+        for i, h in enumerate(sources, 1):
+            await h.wait_sessions(i)
+        assert len(esl_threads()) == 1
+        server.send_events(S.frames("freeswitch-sip486-busy.txt", COMPLETE))   # to every connection
+        for h in sources:
+            (c,) = await h.wait_records(1)
+            assert c.pbx_cause == "USER_BUSY" and h.emit_threads == {threading.get_ident()}
+        await S.stop(sources[0])                     # one ends, the others keep the thread
+        assert len(esl_threads()) == 1 and all(h.source.connected for h in sources[1:])
+    finally:
+        for h in sources[1:]:
+            await S.stop(h)
+    assert await no_esl_thread_left()
 
 
 async def test_a_blocked_esl_thread_does_not_stall_the_loop(server: EslServer) -> None:
@@ -109,4 +137,4 @@ async def test_stopping_leaves_no_thread_even_when_fs_is_silent(server: EslServe
     await h.wait_sessions(1)
     server.silent = True
     await S.stop(h)
-    assert esl_threads(h.source.name) == []
+    assert await no_esl_thread_left()

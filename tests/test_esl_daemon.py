@@ -25,5 +25,5 @@ async def test_daemon_records_freeswitch_hangups_and_stops_cleanly(tmp_path, cap
             for d in lines] == [("freeswitch", "busy", 486, "recv_refuse"),
                                 ("freeswitch", "rejected", 603, "recv_refuse")]
     assert lines[0]["cause"]["hangup_source"] == "callee" and lines[0]["source"]["version"] == "1.10.12-release"
-    assert not [t for t in threading.enumerate() if t.name == "callcause-esl-fs-daemon"]
+    assert not [t for t in threading.enumerate() if t.name == "callcause-esl"]   # the ESL hub ended too
     assert S.PASSWORD not in caplog.text

@@ -1,9 +1,10 @@
 """The FreeSWITCH source: one `HangupClues` per ended call leg, read over the event socket (ESL).
 
 Records come from CHANNEL_HANGUP_COMPLETE, the event whose channel variables are final. The
-greenswitch connection runs in its own thread (`client.EslSession`); events cross to the
-asyncio loop through a bounded hand-off, and everything that keeps state across events
-(de-duplication, loopback legs, CHANNEL_HANGUP fallback) runs on the loop.
+greenswitch connection runs in the ESL thread (`client.EslSession`, one gevent hub for all
+FreeSWITCH sources); events cross to the asyncio loop through a bounded hand-off, and
+everything that keeps state across events (de-duplication, loopback legs, CHANNEL_HANGUP
+fallback) runs on the loop.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import gevent
 
 from callcause import metrics
 from callcause.config import Secret, Section
+from callcause.connectors.freeswitch import client
 from callcause.connectors.freeswitch.client import (
     MAX_FRAME_BYTES,
     EslFrame,
@@ -729,16 +731,22 @@ class EslSource(Source):
             if not finished.done():
                 finished.set_result(result)
 
+        hub = client.SHARED_HUB
+
         def body() -> None:
             try:
-                result = session.run()
-            except BaseException as exc:   # report, never let the thread die silently
-                result = SessionResult(reason=f"ESL thread failed: {exc!r}", error=exc)
+                result = session.run(own_hub=hub is None)
+            except BaseException as exc:   # report, never let the session die silently
+                result = SessionResult(reason=f"ESL session failed: {exc!r}", error=exc)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, result)
 
-        thread = threading.Thread(target=body, name=f"callcause-esl-{self.name}", daemon=True)
-        thread.start()
+        thread: threading.Thread | None = None
+        if hub is not None:
+            hub.spawn(body)
+        else:
+            thread = threading.Thread(target=body, name=f"callcause-esl-{self.name}", daemon=True)
+            thread.start()
         try:
             return await asyncio.shield(finished)
         except asyncio.CancelledError:
@@ -749,7 +757,7 @@ class EslSource(Source):
         finally:
             self._peak_buffered = max(self._peak_buffered, session.peak_buffered)
             self._session = None
-            if finished.done():
+            if finished.done() and thread is not None:
                 # the result is posted as the thread's last act: it is gone a moment later
                 thread.join(1.0)
 
