@@ -67,6 +67,14 @@ def serve(conn, count: int) -> None:  # type: ignore[no-untyped-def]
                 server.send_events(frames)
 
 
+async def ticker(finished: asyncio.Event, stall: list[float]) -> None:
+    """Until `finished`: the longest gap beyond its 1 ms sleeps (the loop's longest stall)."""
+    while not finished.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.001)
+        stall[0] = max(stall[0], time.perf_counter() - t - 0.001)
+
+
 def serve_paced(conn, sources: int, rate: float, seconds: float) -> None:  # type: ignore[no-untyped-def]
     """Child process: once `sources` clients subscribed, send each of them `rate / sources`
     events per second for `seconds` (one frame goes to every subscriber)."""
@@ -114,14 +122,8 @@ async def many_sources(port: int, sources: int, per_source: int, out: Path) -> t
     freeze_long_lived()
     stall = [0.0]
 
-    async def ticker() -> None:
-        while not finished.is_set():
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            stall[0] = max(stall[0], time.perf_counter() - t - 0.001)
-
     started = time.perf_counter()
-    tick = asyncio.create_task(ticker())
+    tick = asyncio.create_task(ticker(finished, stall))
     await asyncio.wait_for(finished.wait(), 600)
     elapsed = time.perf_counter() - started
     await tick
@@ -235,12 +237,6 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
 
     stall = [0.0]
 
-    async def ticker() -> None:
-        while not finished.is_set():
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            stall[0] = max(stall[0], time.perf_counter() - t - 0.001)
-
     gc_pause, gc_started = [0.0], [0.0]
 
     def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
@@ -254,7 +250,7 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
     await source.connected_event.wait()
     freeze_long_lived()   # as `callcause run` does once it has started
     started = time.perf_counter()
-    tick = asyncio.create_task(ticker())
+    tick = asyncio.create_task(ticker(finished, stall))
     await asyncio.wait_for(finished.wait(), 300)
     elapsed = time.perf_counter() - started
     await tick
