@@ -13,8 +13,8 @@ import time
 import pytest
 from ami_support import SECRET, fixture, wait_until
 from esl_support import PASSWORD, frames, metric
+from esl_support import daemon_config as esl_config
 from test_daemon import records, write_config
-from test_esl_daemon import write_config as esl_config
 
 from callcause import metrics, wire
 from callcause.config import load_config
