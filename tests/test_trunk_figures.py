@@ -24,7 +24,6 @@ from callcause.trunks import (
 )
 from callcause.trunks.classes import _table_path
 from callcause.trunks.destinations import DestinationConfig, Destinations
-from callcause.trunks.history import history
 
 FIX = Path(__file__).parent / "fixtures"
 CAPTURES = {
@@ -182,15 +181,6 @@ def test_destination_groups():
     stats = RollingStats(destinations=d, clock=lambda: 10.0)
     key = stats.add(leg(9.0, to="+33612345678"))
     assert key.destination == "FR/mobile"
-
-
-def test_history_buckets_a_whole_file():
-    legs = [leg(i * 60.0, "answered" if i < 10 else "congestion") for i in range(20)]
-    out = history(legs, bucket_s=300)
-    h = out[GroupKey("pbx-1", "carrier-a", "outbound")]
-    assert h.total.attempts == 20
-    assert sorted(h.buckets) == [0, 300, 600, 900]
-    assert h.buckets[0].figures().asr == 1.0 and h.buckets[900].figures().asr == 0.0
 
 
 def test_running_window_sums_equal_summing_the_buckets():
