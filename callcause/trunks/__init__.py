@@ -2,8 +2,8 @@
 
 The records say why one call ended; this package looks across them. It is pure and streaming:
 `Leg` is the little a figure needs from a record (or its JSON document), `Totals` counts legs
-and derives the figures, `RollingStats` keeps them over rolling windows in bounded memory for
-the daemon, and `history` counts a whole file in time buckets for a report.
+and derives the figures (the daemon and `callcause report` alike), and `RollingStats` keeps
+them over rolling windows in bounded memory for the daemon.
 """
 
 from callcause.trunks.classes import NER_CLASSES, ClassTable, load_classes
