@@ -37,7 +37,3 @@ class NotationError(CallcauseError):
 
     The message says what was understood and what was expected, on one line.
     """
-
-
-class SourceError(CallcauseError):
-    """A PBX connection failed in a way the user must act on (bad credentials, refused)."""
