@@ -1,1 +1,3 @@
-"""Sources (AMI, ESL) and sinks (log, webhook with its outbox): the edges of the pipeline."""
+"""Sources (AMI, ESL) and sinks (log, webhook, MQTT, AMQP, and the outbox they deliver through).
+
+The edges of the pipeline."""

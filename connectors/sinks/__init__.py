@@ -1,1 +1,3 @@
-"""Sinks: where records go (JSON Lines and console log, webhooks), with the per-sink privacy policy."""
+"""Sinks: where records go (JSON Lines and console log, webhooks, MQTT, AMQP).
+
+The networked sinks deliver through the durable outbox in `connectors/delivery`."""
