@@ -425,7 +425,7 @@ def parse_config(data: Any, file: str, env: dict[str, str] | None = None) -> Con
         kind = sec.str("kind", choices=tuple(SINK_KINDS))
         parsed = connector(SINK_KINDS[kind], "parse_config")(sec)
         sec.finish()
-        # a webhook's name keys its queue in the outbox: two sinks must never share one
+        # a networked sink's name keys its queue in the outbox: two sinks must never share one
         name = getattr(parsed, "name", None)
         if name is not None and name in sink_names:
             raise sec.error("name" if sec.has("name") else "kind",
