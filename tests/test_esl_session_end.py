@@ -184,3 +184,19 @@ async def test_reconnect_under_load_loses_nothing(tmp_path, server, caplog, capf
     lines = await run.stop()
     assert len(lines) == 610
     assert_clean(caplog, capfd)
+
+
+def test_shared_hub_thread_ends_with_its_last_session():
+    """The hub's thread tears its loop down once the last session ended, and `join` waits for
+    that, so nothing of gevent runs while the interpreter exits."""
+    import threading
+
+    from callcause.connectors.freeswitch.client import EslHub
+
+    hub = EslHub(name="test-esl-hub")
+    ran = threading.Event()
+    hub.spawn(ran.set)
+    assert ran.wait(5)
+    assert hub.join(5.0)
+    assert not any(t.name == "test-esl-hub" and t.is_alive() for t in threading.enumerate())
+    assert hub.join(0.1)          # nothing left to wait for

@@ -15,6 +15,7 @@ callbacks. One hub rather than a thread per connection: with 200 sources, 2 thre
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -785,6 +786,7 @@ class EslHub:
         self._hub: Any = None
         self._done: gevent.event.Event | None = None
         self._count = 0
+        self._thread: threading.Thread | None = None
 
     def spawn(self, body: Callable[[], None]) -> None:
         """Run `body` as a greenlet in the hub's thread (thread-safe)."""
@@ -792,7 +794,8 @@ class EslHub:
             self._count += 1
             if self._hub is None:
                 ready = threading.Event()
-                threading.Thread(target=self._main, args=(ready,), name=self.name, daemon=True).start()
+                self._thread = threading.Thread(target=self._main, args=(ready,), name=self.name, daemon=True)
+                self._thread.start()
                 ready.wait()
             # under the lock: the hub cannot be retired between this check and the callback
             self._hub.loop.run_callback_threadsafe(self._start, body)
@@ -810,6 +813,16 @@ class EslHub:
     def _start(self, body: Callable[[], None]) -> None:
         gevent.spawn(body).link(self._ended)
 
+    def join(self, timeout: float) -> bool:
+        """Wait until the hub's thread has torn its hub down (it does so once the last session
+        ended); True when no thread is left. At interpreter exit a hub still being destroyed in
+        a daemon thread races the interpreter's own teardown (a rare crash at shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
     def _ended(self, _greenlet: Any) -> None:
         with self._lock:
             self._count -= 1
@@ -821,3 +834,11 @@ class EslHub:
 
 # the daemon's FreeSWITCH sessions share this hub; `SHARED_HUB = None` gives each its own thread
 SHARED_HUB: EslHub | None = EslHub()
+
+
+@atexit.register
+def _join_shared_hub() -> None:
+    # the sessions have ended by now (the daemon stops its sources first); give the hub's
+    # thread a moment to finish destroying its loop before the interpreter tears down
+    if SHARED_HUB is not None:
+        SHARED_HUB.join(2.0)
