@@ -86,3 +86,17 @@ def test_trunks_command_errors(tmp_path, capsys):
     assert "x.jsonl:1: not a JSON line" in capsys.readouterr().err
     assert main(["trunks", "--url", "http://127.0.0.1:9"]) == 2
     assert "cannot read trunk health" in capsys.readouterr().err
+
+
+def test_trunks_command_reads_files_that_span_versions(tmp_path, capsys):
+    """A record file kept across an upgrade may hold alert events of an older shape (no `op`,
+    no `time`) and JSON lines that are not objects: the table is still printed."""
+    old_alert = {"type": "trunk.alert", "timestamp": "2026-11-30T04:30:00.000Z",
+                 "data": {"id": "al_OLD", "rule": "carrier-outage", "state": "firing", "value": 0.5,
+                          "threshold": 0.85, "window_s": 300, "attempts": 40,
+                          "scope": {"source": "pbx-eu-1", "trunk": "peer", "direction": "outbound"}}}
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(old_alert) + "\n[1, 2]\n\"text\"\n")
+    assert main(["trunks", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "FIRING carrier-outage pbx-eu-1/peer/outbound: ? was 0.5 (0.85) over 300 s with 40 attempts" in out

@@ -49,6 +49,8 @@ def from_files(files: list[str], windows: tuple[float, ...] = DEFAULT_WINDOWS) -
                 except ValueError:
                     raise CallcauseError(f"{name}:{number}: not a JSON line; give the log sink's JSON Lines "
                                          "file (sinks: kind: log, path: ...)") from None
+                if not isinstance(doc, dict):
+                    continue
                 if doc.get("type") == "trunk.alert":
                     data = doc.get("data") or {}
                     episodes[data.get("id", "")] = data
@@ -97,10 +99,20 @@ def render(snapshot: dict[str, Any], window: int, out=None) -> None:
     if not alerts:
         console.print("no alert firing")
     for a in alerts:
-        s = a["scope"]
-        console.print(f"[bold red]FIRING[/] {a['rule']} {s['source']}/{s['trunk']}/{s['direction']}: "
-                      f"{a['figure']} was {a['value']} ({a['op']} {a['threshold']}) over {a['window_s']:g} s with "
-                      f"{a['attempts']} attempts when it fired at {a['time']}; breach since {a['since']}")
+        console.print(f"[bold red]FIRING[/] {_alert_text(a)}")
+
+
+def _alert_text(a: dict[str, Any]) -> str:
+    """One firing alert in words; tolerant of alert events written by older versions (a file
+    may span an upgrade), which lack some keys."""
+    s = a.get("scope") or {}
+    where = "/".join(str(s.get(k, "?")) for k in ("source", "trunk", "direction"))
+    window = a.get("window_s")
+    over = f" over {window:g} s" if isinstance(window, int | float) else ""
+    op = f"{a['op']} " if a.get("op") else ""
+    return (f"{a.get('rule', '?')} {where}: {a.get('figure', '?')} was {a.get('value')} ({op}{a.get('threshold')})"
+            f"{over} with {a.get('attempts', '?')} attempts when it fired at {a.get('time', '?')}; "
+            f"breach since {a.get('since', '?')}")
 
 
 def main(args: argparse.Namespace) -> int:
