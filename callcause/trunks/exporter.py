@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -33,6 +33,7 @@ class TrunkCounts:
         self.legs: dict[tuple[Labels, str, bool, int | None], int] = {}
         self.pdd: dict[Labels, list[float]] = {}                 # per bucket counts, then the sum
         self.talk: dict[Labels, list[float]] = {}
+        self.before_read: Callable[[], None] | None = None    # adds legs counted in bulk
         COLLECTOR.sources.add(self)
 
     def count(self, labels: Labels, category: str, answered: bool, sip: int | None,
@@ -77,6 +78,9 @@ class _Collector:
                                     "Post-dial delay (attempt to first ringing/progress)", labels=names)
         talk = HistogramMetricFamily("callcause_trunk_talk_seconds", "Talk time of answered legs", labels=names)
         sums: dict[tuple, float] = {}
+        for src in sources:
+            if src.before_read is not None:
+                src.before_read()
         for src in sources:
             for (labels, category, was_answered, sip), n in list(src.legs.items()):
                 keys = [("legs", *labels[:3], category, src.classes.ner_class(category))]

@@ -19,10 +19,11 @@ from typing import Any
 from callcause import metrics
 from callcause.record import CauseRecord, HangupClues, iso_time
 from callcause.trunks.alerts import AlertEngine, AlertEvent
+from callcause.trunks.batch import BatchCounter
 from callcause.trunks.classes import load_classes
 from callcause.trunks.destinations import Destinations
 from callcause.trunks.exporter import TrunkCounts
-from callcause.trunks.legs import Cause, Leg, leg_from_record
+from callcause.trunks.legs import Cause, Leg
 from callcause.trunks.rolling import RollingStats
 from callcause.trunks.settings import TrunksConfig
 
@@ -71,6 +72,7 @@ class TrunkMonitor:
         self._next_eval: float | None = None
         self._count_metrics = count_metrics
         self.counts = TrunkCounts(self.stats.classes)
+        self.batch = BatchCounter(self)
 
     @staticmethod
     def _windows(cfg: TrunksConfig) -> tuple[float, ...]:
@@ -84,26 +86,25 @@ class TrunkMonitor:
     # --- counting ------------------------------------------------------------------------
 
     def observe(self, records: Sequence[CauseRecord]) -> None:
-        """Count a batch of records (the pipeline calls this with every batch it produced).
-        This is the hot path of trunk health, hence the local names."""
-        add, count = self.stats.add, self.counts.count
-        metrics_on, event_time = self._count_metrics, self.event_time
-        for record in records:
-            leg = leg_from_record(record)
-            if leg is None:
-                continue
-            if event_time:
-                if self._next_eval is None or leg.time >= self._next_eval:
-                    self.advance(leg.time)
-                elif leg.time > self._latest:
-                    self._latest = leg.time
-            key = add(leg)
-            if metrics_on:
-                count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
+        """Count a batch of records (the pipeline calls this with every batch it produced)."""
+        self.batch.observe(records)
+
+    def observe_one(self, leg: Leg) -> None:
+        """Count one live leg, leg by leg: what `observe_batch` does for the legs it cannot
+        count in bulk (and what it must give the same figures as)."""
+        if self.event_time:
+            if self._next_eval is None or leg.time >= self._next_eval:
+                self.advance(leg.time)
+            elif leg.time > self._latest:
+                self._latest = leg.time
+        key = self.stats.add(leg)
+        if self._count_metrics:
+            self.counts.count(key, leg.category, leg.answered, leg.sip, leg.pdd_s, leg.duration_s)
 
     def observe_leg(self, leg: Leg) -> None:
         """Count one leg read from a record file (`callcause report --alerts` back-tests rules on
         them in event time); not counted in the metrics."""
+        self.batch.apply()
         if self.event_time and (self._next_eval is None or leg.time >= self._next_eval):
             self.advance(leg.time)
         elif leg.time > self._latest:

@@ -226,6 +226,8 @@ class RollingStats:
         self.on_overflow: Callable[[GroupKey], None] | None = None
         self._warned = False
         self._rolled_at = -math.inf
+        # legs counted in bulk but not yet in their buckets are added before any read
+        self.before_read: Callable[[], None] | None = None
 
     def key_of(self, leg: Leg) -> GroupKey:
         dest = self.destinations.group(leg.to) if self.destinations is not None else ""
@@ -269,6 +271,8 @@ class RollingStats:
     def roll(self, now: float | None = None) -> None:
         """Fold and drop old buckets; forget groups idle for longer than the longest window.
         Cheap to call often: it does its work at most once per finest bucket."""
+        if self.before_read is not None:
+            self.before_read()
         now = self.clock() if now is None else now
         if now - self._rolled_at < self.resolution:
             return
@@ -280,6 +284,8 @@ class RollingStats:
             group.roll(now)
 
     def window(self, key: GroupKey, span: float, now: float | None = None, causes: bool = True) -> Totals:
+        if self.before_read is not None:
+            self.before_read()
         group = self.groups.get(key)
         if group is None:
             return Totals()

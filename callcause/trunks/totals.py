@@ -44,37 +44,42 @@ class Totals:
         self.last: float | None = None
 
     def add(self, leg: Leg, table: ClassTable) -> None:
-        self.attempts += 1
-        answered = leg.answered
-        if answered:
-            self.answered += 1
-        category = leg.category
-        self.cats[CATEGORY_INDEX.get(category, _UNKNOWN)] += 1
-        sip = leg.sip
-        if sip is None:
-            if answered:
-                self.seer_counted += 1
-                self.seer_effective += 1
-        elif sip // 100 not in table.seer_excluded_classes:
-            self.seer_counted += 1
-            if sip in table.seer_effective:
-                self.seer_effective += 1
+        self.count(leg.category, leg.answered, leg.sip, leg.q850, 1, table)
         if leg.duration_s is not None:
             self.talk_s += leg.duration_s
             self.talk_n += 1
         if leg.pdd_s is not None:
             self.pdd_s += leg.pdd_s
             self.pdd_n += 1
-        key = (sip, leg.q850, category)
+        self.seen(leg.time)
+
+    def count(self, category: str, answered: bool, sip: int | None, q850: int | None, n: int,
+              table: ClassTable) -> None:
+        """`n` legs alike in everything but time, talk time and PDD: the live pipeline counts
+        a batch's legs per such key at once (see `batch.py`), everything else one by one."""
+        self.attempts += n
+        if answered:
+            self.answered += n
+        self.cats[CATEGORY_INDEX.get(category, _UNKNOWN)] += n
+        if sip is None:
+            if answered:
+                self.seer_counted += n
+                self.seer_effective += n
+        elif sip // 100 not in table.seer_excluded_classes:
+            self.seer_counted += n
+            if sip in table.seer_effective:
+                self.seer_effective += n
+        key = (sip, q850, category)
         causes = self.causes
-        n = causes.get(key)
-        if n is not None:
-            causes[key] = n + 1
+        have = causes.get(key)
+        if have is not None:
+            causes[key] = have + n
         elif len(causes) < MAX_CAUSES:
-            causes[key] = 1
+            causes[key] = n
         else:
-            causes[OVERFLOW_CAUSE] = causes.get(OVERFLOW_CAUSE, 0) + 1
-        t = leg.time
+            causes[OVERFLOW_CAUSE] = causes.get(OVERFLOW_CAUSE, 0) + n
+
+    def seen(self, t: float) -> None:
         if self.last is None or t > self.last:
             self.last = t
             if self.first is None:
