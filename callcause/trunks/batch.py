@@ -65,18 +65,27 @@ class BatchCounter:
         # read once, again after each leg-by-leg count (the only place they change)
         next_eval = monitor._next_eval if event_time else math.inf
         rolled_at, latest = stats._rolled_at, monitor._latest
+        # group key -> what the fast path needs of its group, valid until a leg-by-leg count
+        open_buckets: dict[tuple, list] = {}
 
         for record in records:
             c = record.clues
             if c.internal:
                 continue
             t = c.ended_at
+            slot = None
             # the fast path must not cross an evaluation tick (event time) or a roll
-            group = None
             if next_eval is not None and t < next_eval and t - rolled_at < resolution:
-                dest = destinations.group(c.to_number) if destinations is not None else ""
-                group = groups.get((c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", dest))
-            if group is None or int(t // group.width) != group.cur_index:
+                k = (c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown",
+                     destinations.group(c.to_number) if destinations is not None else "")
+                slot = open_buckets.get(k)
+                if slot is None:
+                    group = groups.get(k)
+                    if group is not None and group.cur_index is not None:
+                        labels = group.key
+                        slot = open_buckets[k] = [group, group.width, group.cur_index, group.cur_totals, labels,
+                                                  talk_rows.get(labels), pdd_rows.get(labels)]
+            if slot is None or int(t // slot[1]) != slot[2]:
                 if batch:
                     self.pending.update(batch)
                     batch.clear()
@@ -86,38 +95,37 @@ class BatchCounter:
                 monitor.observe_one(leg_from_record(record))
                 next_eval = monitor._next_eval if event_time else math.inf
                 rolled_at, latest = stats._rolled_at, monitor._latest
+                open_buckets.clear()
                 continue
+            group, _width, _index, totals, labels, talk_row, pdd_row = slot
             if t > latest:
                 latest = t
             e = record.explanation
             category = e.category
             answered = bool(c.answered) or category == "answered"
-            totals = group.cur_totals
-            labels = group.key
             if answered:
                 talk = c.billsec_s
-                if talk.__class__ is not float and not isinstance(talk, int | float):
-                    talk = c.duration_s
-                if talk.__class__ is float or isinstance(talk, int | float):
-                    talk = float(talk)
+                if talk.__class__ is not float:
+                    if not isinstance(talk, int | float):
+                        talk = c.duration_s
+                    talk = float(talk) if isinstance(talk, int | float) else None
+                if talk is not None:
                     totals.talk_s += talk
                     totals.talk_n += 1
                     if metrics_on:
-                        row = talk_rows.get(labels)
-                        if row is None:
-                            row = talk_rows[labels] = [0.0] * (len(TALK_BUCKETS) + 2)
-                        row[bisect_left(TALK_BUCKETS, talk)] += 1
-                        row[-1] += talk
+                        if talk_row is None:
+                            talk_row = slot[5] = talk_rows[labels] = [0.0] * (len(TALK_BUCKETS) + 2)
+                        talk_row[bisect_left(TALK_BUCKETS, talk)] += 1
+                        talk_row[-1] += talk
             pdd = c.pdd_s
             if pdd is not None:
                 totals.pdd_s += pdd
                 totals.pdd_n += 1
                 if metrics_on:
-                    row = pdd_rows.get(labels)
-                    if row is None:
-                        row = pdd_rows[labels] = [0.0] * (len(PDD_BUCKETS) + 2)
-                    row[bisect_left(PDD_BUCKETS, pdd)] += 1
-                    row[-1] += pdd
+                    if pdd_row is None:
+                        pdd_row = slot[6] = pdd_rows[labels] = [0.0] * (len(PDD_BUCKETS) + 2)
+                    pdd_row[bisect_left(PDD_BUCKETS, pdd)] += 1
+                    pdd_row[-1] += pdd
             if t > totals.last:
                 totals.last = t
             elif t < totals.first:

@@ -9,6 +9,7 @@ ints and the NER classes are derived from them when figures are read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import add, sub
 from typing import Any
 
 from callcause.record import CATEGORIES
@@ -92,7 +93,7 @@ class Totals:
         needs the ratios reads windows that way, which is several times cheaper)."""
         self.attempts += other.attempts
         self.answered += other.answered
-        self.cats = [a + b for a, b in zip(self.cats, other.cats, strict=True)]
+        self.cats = list(map(add, self.cats, other.cats))
         self.seer_counted += other.seer_counted
         self.seer_effective += other.seer_effective
         self.talk_s += other.talk_s
@@ -101,8 +102,11 @@ class Totals:
         self.pdd_n += other.pdd_n
         if causes:
             mine = self.causes
-            for key, n in other.causes.items():
-                mine[key] = mine.get(key, 0) + n
+            if mine:
+                for key, n in other.causes.items():
+                    mine[key] = mine.get(key, 0) + n
+            else:
+                mine.update(other.causes)
         if other.first is not None and (self.first is None or other.first < self.first):
             self.first = other.first
         if other.last is not None and (self.last is None or other.last > self.last):
@@ -113,7 +117,7 @@ class Totals:
         """Take `other` (a bucket earlier merged in) out again: a running window sum slides."""
         self.attempts -= other.attempts
         self.answered -= other.answered
-        self.cats = [a - b for a, b in zip(self.cats, other.cats, strict=True)]
+        self.cats = list(map(sub, self.cats, other.cats))
         self.seer_counted -= other.seer_counted
         self.seer_effective -= other.seer_effective
         self.talk_s = max(0.0, self.talk_s - other.talk_s)
