@@ -117,6 +117,8 @@ class BatchCounter:
                             talk_row = slot[5] = talk_rows[labels] = [0.0] * (len(TALK_BUCKETS) + 2)
                         talk_row[bisect_left(TALK_BUCKETS, talk)] += 1
                         talk_row[-1] += talk
+            # the same steps as for talk time, written out twice on purpose: a helper call per
+            # leg would cost a good part of what counting in bulk saves
             pdd = c.pdd_s
             if pdd is not None:
                 totals.pdd_s += pdd
