@@ -229,10 +229,6 @@ class RollingStats:
         # legs counted in bulk but not yet in their buckets are added before any read
         self.before_read: Callable[[], None] | None = None
 
-    def key_of(self, leg: Leg) -> GroupKey:
-        dest = self.destinations.group(leg.to) if self.destinations is not None else ""
-        return GroupKey(leg.source, leg.trunk, leg.direction, dest)
-
     def add(self, leg: Leg) -> GroupKey:
         dest = self.destinations.group(leg.to) if self.destinations is not None else ""
         # a plain tuple finds the GroupKey entry (equal and same hash) without building one
