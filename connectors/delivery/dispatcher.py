@@ -311,6 +311,12 @@ class OutboxSink(Sink):
         self._partial_timed = False             # the dispatcher will wake for the partial batch
         self._closing = False
         self._failing = 0
+        # under a backlog, a dispatcher turn (one outbox transaction: store outcomes, pick rows)
+        # waits for this many finished deliveries, so one commit serves several of them; at
+        # least 3/4 of the slots stay busy. Batches are few and large: each gets its own turn.
+        self._refill = 1 if cfg.batch else max(1, cfg.concurrency // 4)
+        self._backlog = False                   # the last turn found a due row for every free slot
+        self._counters: dict[str, Any] = {}
         self.peak_in_flight = 0                 # most concurrent deliveries seen (tests, bench)
         # tests and bench observe here: called once an outcome is stored in the outbox
         self.on_outcome: Callable[[Change], None] | None = None
@@ -383,8 +389,12 @@ class OutboxSink(Sink):
             # would starve every other task (socket readers, deliveries) until it is through
             await asyncio.sleep(0)
         batch = self.cfg.batch
+        if batch is None:
+            # with most slots busy, the deliveries finishing will wake it soon enough
+            if self.cfg.concurrency - len(self._tasks) >= self._refill:
+                self._wake.set()
         # batching: wake the dispatcher for a full batch, or when it has no partial batch timed yet
-        if batch is None or not self._partial_timed or self._since_pick >= batch.max_records:
+        elif not self._partial_timed or self._since_pick >= batch.max_records:
             self._wake.set()
 
     async def set_aside(self, record: CauseRecord, error: str) -> str:
@@ -531,6 +541,7 @@ class OutboxSink(Sink):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))
+            self._backlog = len(units) >= free
             now = time.monotonic()
             if now - last_stats >= self.STATS_EVERY_S:
                 last_stats = now
@@ -564,14 +575,14 @@ class OutboxSink(Sink):
         """Store finished outcomes, then choose up to `free` deliveries and say when to look again."""
         box = self._outbox
         assert box is not None
-        if changes:
-            box.apply(changes)
         units: list[Delivery] = []
-        if free <= 0:
-            return units, None
-        if self.cfg.batch is not None:
+        if self.cfg.batch is not None or free <= 0:
+            if changes:
+                box.apply(changes)
+            if free <= 0:
+                return units, None
             return units, self._pick_batches(box, units, free, exclude_ids, now)
-        for row, at in box.waiting(self.name, free, exclude):
+        for row, at in box.settle_and_pick(changes, self.name, free, exclude):
             if at > now:
                 return units, at
             units.append(Delivery(row.record_id, single_body(row.event_time, row.data, row_type(row.record_id)),
@@ -623,10 +634,17 @@ class OutboxSink(Sink):
             self._log.exception("%s %s: unexpected error while sending %s", self.cfg.kind, self.name, unit.msg_id)
             outcome = Outcome.retry(f"internal error: {type(exc).__name__}")
         self._changes.append(self._settle(unit, outcome))
-        self._wake.set()
+        # with more rows due than slots, store outcomes a few at a time; otherwise at once, so
+        # the last deliveries' outcomes are not held back
+        if not self._backlog or len(self._changes) >= self._refill or self._closing:
+            self._wake.set()
 
     def _count(self, result: str) -> None:
-        self._deliveries.labels(endpoint=self.name, result=result, **self._labels).inc()
+        counter = self._counters.get(result)
+        if counter is None:     # looking the labelled child up costs more than counting
+            counter = self._counters[result] = self._deliveries.labels(endpoint=self.name, result=result,
+                                                                       **self._labels)
+        counter.inc()
 
     def _settle(self, unit: Delivery, outcome: Outcome) -> Change:
         """Turn a transport's outcome into the change to store: delivered, rescheduled or dead."""

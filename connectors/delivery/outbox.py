@@ -228,15 +228,16 @@ class Outbox:
         """Store the outcomes of finished deliveries in one transaction."""
         conn = self.book_conn
         with _transaction(conn):
-            for ch in changes:
-                marks = ",".join("?" * len(ch.seqs))
-                if ch.delivered:
-                    conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", tuple(ch.seqs))
-                else:
-                    conn.execute(
-                        f"UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, dead = ?"
-                        f" WHERE seq IN ({marks})",
-                        (ch.attempts, ch.next_at, ch.error, 1 if ch.dead else 0, *ch.seqs))
+            _apply(conn, changes)
+
+    def settle_and_pick(self, changes: Iterable[Change], endpoint: str, limit: int,
+                        exclude: Collection[int] = ()) -> list[tuple[Row, float]]:
+        """`apply(changes)`, then `waiting(endpoint, limit, exclude)`, in one transaction: the
+        dispatcher's every turn is one lock and one commit instead of two."""
+        conn = self.book_conn
+        with _transaction(conn):
+            _apply(conn, changes)
+            return self.waiting(endpoint, limit, exclude) if limit > 0 else []
 
     def waiting(self, endpoint: str, limit: int, exclude: Collection[int] = ()) -> list[tuple[Row, float]]:
         """The rows that wait for `endpoint`, soonest first (due or not), with their `next_at`;
@@ -349,6 +350,26 @@ class _transaction:
             path = self.conn.execute("PRAGMA database_list").fetchone()[2]
             raise OutboxError(explain_sqlite_error(path, exc)) from None
         return False
+
+
+_DELETE_CHUNK = 500     # seqs per DELETE, well under SQLite's limit of bound parameters
+
+
+def _apply(conn: sqlite3.Connection, changes: Iterable[Change]) -> None:
+    """The statements of `Outbox.apply`, inside the caller's transaction: every delivered row
+    leaves in one DELETE (most outcomes are deliveries), failures are updated change by change."""
+    done: list[int] = []
+    for ch in changes:
+        if ch.delivered:
+            done.extend(ch.seqs)
+        else:
+            marks = ",".join("?" * len(ch.seqs))
+            conn.execute(
+                f"UPDATE outbox SET attempts = ?, next_at = ?, last_error = ?, dead = ? WHERE seq IN ({marks})",
+                (ch.attempts, ch.next_at, ch.error, 1 if ch.dead else 0, *ch.seqs))
+    for i in range(0, len(done), _DELETE_CHUNK):
+        chunk = done[i:i + _DELETE_CHUNK]
+        conn.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _row(r: tuple) -> Row:
