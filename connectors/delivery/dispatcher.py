@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import functools
 import hashlib
@@ -316,6 +317,10 @@ class OutboxSink(Sink):
         # least 3/4 of the slots stay busy. Batches are few and large: each gets its own turn.
         self._refill = 1 if cfg.batch else max(1, cfg.concurrency // 4)
         self._backlog = False                   # the last turn found a due row for every free slot
+        # deliveries read ahead by a turn (rows marked in flight, not sent yet): a slot whose
+        # delivery finishes takes the next one from here at once, without waiting for a turn
+        self._ready: collections.deque[Delivery] = collections.deque()
+        self._read_ahead = self._refill if self._refill > 1 else 0
         self._counters: dict[str, Any] = {}
         self.peak_in_flight = 0                 # most concurrent deliveries seen (tests, bench)
         # tests and bench observe here: called once an outcome is stored in the outbox
@@ -443,6 +448,10 @@ class OutboxSink(Sink):
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._dispatcher
             self._dispatcher = None
+        for unit in self._ready:        # read ahead, never sent: they wait in the outbox as they are
+            self._inflight.difference_update(unit.seqs)
+            self._inflight_ids.discard(unit.msg_id)
+        self._ready.clear()
         if self._syncer is not None:
             self._syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -510,6 +519,8 @@ class OutboxSink(Sink):
         while not self._closing:
             self._wake.clear()
             free = self.cfg.concurrency - len(self._tasks)
+            # rows to read: enough for the free slots, plus the read-ahead (unbatched only)
+            want = free if self.cfg.batch else free - len(self._ready) + self._read_ahead
             changes, self._changes = self._changes, []
             # rows whose outcome is stored by this very call may be picked again (e.g. Retry-After: 0)
             stored = {seq for ch in changes for seq in ch.seqs}
@@ -518,7 +529,7 @@ class OutboxSink(Sink):
             exclude_ids = frozenset(self._inflight_ids - stored_ids)
             self._since_pick = 0
             try:
-                units, next_at = await self._db(self._pick, changes, free, exclude, exclude_ids, time.time())
+                units, next_at = await self._db(self._pick, changes, want, exclude, exclude_ids, time.time())
             except asyncio.CancelledError:
                 self._changes[:0] = changes     # stored by close() (twice at worst: harmless)
                 raise
@@ -537,11 +548,13 @@ class OutboxSink(Sink):
             for unit in units:
                 self._inflight.update(unit.seqs)
                 self._inflight_ids.add(unit.msg_id)
-                task = asyncio.create_task(self._send(unit))
+            self._ready.extend(units)
+            while self._ready and len(self._tasks) < self.cfg.concurrency:
+                task = asyncio.create_task(self._send(self._ready.popleft()))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))
-            self._backlog = len(units) >= free
+            self._backlog = len(units) >= want
             now = time.monotonic()
             if now - last_stats >= self.STATS_EVERY_S:
                 last_stats = now
@@ -551,7 +564,7 @@ class OutboxSink(Sink):
                     with contextlib.suppress(OutboxError):
                         self._depth = (await self._in_thread(self._outbox.stats, self.name))[0]
                 await self._update_gauges()
-            if free > 0 and len(units) == free:
+            if want > 0 and len(units) == want:
                 continue          # there may be more due: look again once a slot frees
             timeout = self.POLL_S if next_at is None else min(self.POLL_S, max(0.0, next_at - time.time()))
             await self._wait(timeout)
@@ -578,7 +591,7 @@ class OutboxSink(Sink):
         units: list[Delivery] = []
         if self.cfg.batch is not None or free <= 0:
             if changes:
-                box.apply(changes)
+                box.apply(changes)     # a separate transaction: batches are few
             if free <= 0:
                 return units, None
             return units, self._pick_batches(box, units, free, exclude_ids, now)
@@ -623,21 +636,28 @@ class OutboxSink(Sink):
     # --- one delivery ----------------------------------------------------------------------
 
     async def _send(self, unit: Delivery) -> None:
-        try:
-            outcome = await self.transport.deliver(unit)
-        except asyncio.CancelledError:
-            # close() gave up waiting: the rows stay as they are and go out on the next start
-            self._inflight.difference_update(unit.seqs)
-            self._inflight_ids.discard(unit.msg_id)
-            raise
-        except Exception as exc:   # a bug must not wedge the rows in memory
-            self._log.exception("%s %s: unexpected error while sending %s", self.cfg.kind, self.name, unit.msg_id)
-            outcome = Outcome.retry(f"internal error: {type(exc).__name__}")
-        self._changes.append(self._settle(unit, outcome))
-        # with more rows due than slots, store outcomes a few at a time; otherwise at once, so
-        # the last deliveries' outcomes are not held back
-        if not self._backlog or len(self._changes) >= self._refill or self._closing:
-            self._wake.set()
+        """One slot: deliver, then go on with the next read-ahead delivery, if any."""
+        while True:
+            try:
+                outcome = await self.transport.deliver(unit)
+            except asyncio.CancelledError:
+                # close() gave up waiting: the rows stay as they are and go out on the next start
+                self._inflight.difference_update(unit.seqs)
+                self._inflight_ids.discard(unit.msg_id)
+                raise
+            except Exception as exc:   # a bug must not wedge the rows in memory
+                self._log.exception("%s %s: unexpected error while sending %s", self.cfg.kind, self.name,
+                                    unit.msg_id)
+                outcome = Outcome.retry(f"internal error: {type(exc).__name__}")
+            self._changes.append(self._settle(unit, outcome))
+            following = self._ready.popleft() if self._ready and not self._closing else None
+            # with more rows due than slots, store outcomes a few at a time; otherwise at once,
+            # so the last deliveries' outcomes are not held back
+            if following is None or not self._backlog or len(self._changes) >= self._refill or self._closing:
+                self._wake.set()
+            if following is None:
+                return
+            unit = following
 
     def _count(self, result: str) -> None:
         counter = self._counters.get(result)
