@@ -124,6 +124,14 @@ _MICROS = re.compile(rb"(?m)^([A-Za-z_-]+(?:-Time|_uepoch|-Timestamp)): ([1-9][0
 _SECONDS = re.compile(rb"(?m)^(variable_[a-z_]*_epoch): ([1-9][0-9]{9})$")
 
 
+def shift_times(body: bytes, shift_us: int) -> bytes:
+    """Every time of a leg in an event body (microsecond `*-Time`, `*_uepoch`, `*-Timestamp`
+    and second `variable_*_epoch` values) moved by `shift_us`, so durations stay as recorded."""
+    body = _MICROS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift_us).encode(), body)
+    return _SECONDS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift_us // 1_000_000).encode(),
+                        body)
+
+
 def with_fresh_time(frame: bytes, now: float) -> bytes:
     """The frame as if sent at `now`: its Event-Date-Timestamp becomes now and every other
     time of the leg (created, answered, hangup ... in microseconds or seconds) moves with it,
@@ -132,10 +140,7 @@ def with_fresh_time(frame: bytes, now: float) -> bytes:
     match = re.search(rb"(?m)^Event-Date-Timestamp: ([0-9]{16})$", body)
     if not match:
         return frame
-    shift = int(now * 1_000_000) - int(match.group(1))
-    body = _MICROS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift).encode(), body)
-    body = _SECONDS.sub(lambda m: m.group(1) + b": " + str(int(m.group(2)) + shift // 1_000_000).encode(),
-                        body)
+    body = shift_times(body, int(now * 1_000_000) - int(match.group(1)))
     local = quote(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)), safe="")
     gmt = quote(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)), safe="")
     body = re.sub(rb"(?m)^Event-Date-Local: .*$", b"Event-Date-Local: " + local.encode(), body)

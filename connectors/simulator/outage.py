@@ -12,32 +12,29 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from callcause.connectors.simulator.esl import event_frame, event_frames, frame_body, load_capture, with_fresh_ids
+from callcause.connectors.simulator.esl import (
+    event_frame,
+    event_frames,
+    frame_body,
+    load_capture,
+    shift_times,
+    with_fresh_ids,
+)
 
 CAPTURES = Path(__file__).parent / "captures"
 ANSWERED = "esl-freeswitch-answered-remote-bye16.txt"
 FAILED = "esl-freeswitch-sip503-reason-q850-34.txt"
-_EPOCH = re.compile(rb"^([A-Za-z0-9_-]+): (\d{16}|\d{10})$", re.M)
 
 
 def _retimed(frames: list[bytes], ended_at: float, gateway: str) -> list[bytes]:
-    """Shift every epoch in the frames so the call ends at `ended_at`; add the gateway."""
+    """Shift every time in the frames by one amount, so the call ends at `ended_at`; add the
+    gateway."""
     stamp = re.search(rb"^Event-Date-Timestamp: (\d{16})$", frame_body(frames[-1]), re.M)
     assert stamp is not None, "a capture without Event-Date-Timestamp"
-    delta_us = int(ended_at * 1_000_000) - int(stamp.group(1))
-    old_us = int(stamp.group(1))
-
-    def shift(m: re.Match[bytes]) -> bytes:
-        value = int(m.group(2))
-        if len(m.group(2)) == 16 and abs(value - old_us) < 86_400_000_000:
-            return m.group(1) + b": " + str(value + delta_us).encode()
-        if len(m.group(2)) == 10 and abs(value - old_us // 1_000_000) < 86_400:
-            return m.group(1) + b": " + str(value + round(delta_us / 1_000_000)).encode()
-        return m.group(0)
-
+    shift_us = int(ended_at * 1_000_000) - int(stamp.group(1))
     out = []
     for frame in frames:
-        body = _EPOCH.sub(shift, frame_body(frame))
+        body = shift_times(frame_body(frame), shift_us)
         if b"\nvariable_sip_gateway_name:" not in body:
             body = body.rstrip(b"\n") + f"\nvariable_sip_gateway_name: {gateway}\n".encode() + b"\n"
         out.append(event_frame(body))
