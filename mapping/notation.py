@@ -62,6 +62,11 @@ _SIP_PROTO = re.compile(r"^sip\s*:\s*(\d{3})$", re.IGNORECASE)                  
 _CODE_PHRASE = re.compile(r"^(\d{3})(?:\s+(\S.*))?$")
 
 
+def _ascii_digits(value: str) -> bool:
+    # str.isdigit() alone admits `²` (which int() refuses) and `٣` (which int() reads as 3)
+    return value.isascii() and value.isdigit()
+
+
 def _sip_code(value: str, text: str) -> int:
     code = int(value)
     if not 100 <= code <= 799:
@@ -363,12 +368,12 @@ class NotationParser:
         if kind == "q850":
             if key == "cause" and _HEX_PAIRS.match(value):
                 return _abilis(value, text)
-            if not value.isdigit():
+            if not _ascii_digits(value):
                 raise _fail(f"understood the header {key!r}, but {value!r} is not a cause number")
             return Notation("q850", text, q850=_q850_value(value, text),
                             dialect="freeswitch" if key.startswith(("variable_", "hangup_")) else "asterisk")
         if kind == "sip":
-            if not value.isdigit():
+            if not _ascii_digits(value):
                 raise _fail(f"understood the header {key!r}, but {value!r} is not a SIP code")
             return Notation("sip", text, sip_code=_sip_code(value, text),
                             dialect="asterisk" if key == "techcause" else "freeswitch")
@@ -377,7 +382,7 @@ class NotationParser:
         return self._value(value)
 
     def _value(self, text: str) -> Notation:
-        if text.isdigit():
+        if _ascii_digits(text):
             number = int(text)
             if 100 <= number <= 799:
                 return Notation("sip", text, sip_code=number)

@@ -91,6 +91,8 @@ MALFORMED = [
     "sip:99", "0x82", "0x8", "q850:", "0x0290", "Reason: Q.850;cause=x", "Reason: ;cause=3",
     "AST_CAUSE_NOPE", "PRI_CAUSE_WHATEVER", "USER_BUZY", "hello world!", "486;tag=x",
     "Cause: seventeen", "DialStatus: MAYBE", "x" * 3000, "Cause i = 0x10",
+    # digits that are not ASCII: `²` passes str.isdigit() and int() refuses it, `٣٤` int() reads
+    "²", "Cause: ²", "TechCause: ²²²", "٣٤",
 ]
 
 

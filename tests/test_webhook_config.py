@@ -118,6 +118,7 @@ def test_retry_after_forms():
     assert parse_retry_after("Sat, 21 Nov 2026 16:40:03 GMT", now) == 600
     assert parse_retry_after("Sat, 21 Nov 2020 16:40:03 GMT", now) == 0
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("²", now) is None           # a digit to str.isdigit(), not to float()
     assert parse_retry_after(None, now) is None
 
 
