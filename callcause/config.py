@@ -7,6 +7,7 @@ top-level keys of design.md section 6.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -132,6 +133,10 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MISSING: Any = object()
 
 
+# units of a duration written as text (`500ms`, `30s`, `5m`, `24h`, `2d`)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
 class Section:
     """Typed, strict access to one mapping of a config file.
 
@@ -235,6 +240,28 @@ class Section:
         if min is not None and value < min:
             raise self.error(key, f"{value} is below {min}", fix=f"use {min} or more")
         return value
+
+    def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        """Seconds as a number (`30`, `0.5`) or with a unit (`500ms`, `30s`, `5m`, `24h`, `2d`)."""
+        raw = self.data.get(key) if isinstance(self.data, dict) else None
+        if isinstance(raw, str):
+            text = self.str(key).strip().lower()
+            with contextlib.suppress(ValueError):
+                value = float(text)
+                if value < minimum:
+                    raise self.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g} or more")
+                return value
+            for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+                if text.endswith(unit):
+                    try:
+                        value = float(text[: -len(unit)]) * _DURATION_UNITS[unit]
+                    except ValueError:
+                        break
+                    if value < minimum:
+                        raise self.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g}s or more")
+                    return value
+            raise self.error(key, f"expected a duration, found {text!r}", fix="write e.g. 30, 30s, 5m, 24h")
+        return self.float(key, default, min=minimum)
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)

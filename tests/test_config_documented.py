@@ -18,9 +18,9 @@ PARSERS = [
     "connectors/sinks/log.py", "connectors/sinks/webhook.py", "connectors/sinks/mqtt.py",
     "connectors/sinks/amqp.py", "connectors/delivery/dispatcher.py", "connectors/delivery/broker.py",
 ]
-GETTERS = {"str", "int", "float", "bool", "section", "sections", "secret", "str_list", "list"}
+GETTERS = {"str", "int", "float", "duration", "bool", "section", "sections", "secret", "str_list", "list"}
 # helpers that take (section, key, ...)
-KEYED_HELPERS = {"parse_duration", "parse_language", "NameTemplate", "_int_set", "_name_set"}
+KEYED_HELPERS = {"parse_language", "NameTemplate", "_int_set", "_name_set"}
 
 
 def _keys(path: Path) -> set[str]:

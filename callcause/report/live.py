@@ -35,10 +35,9 @@ class ReportConfig:
 def parse_report(sec: Section) -> ReportConfig:
     """`report: {enabled, window, max_legs, language, pii}` (every key optional)."""
     from callcause.config import parse_language
-    from callcause.connectors.delivery.dispatcher import parse_duration
 
     cfg = ReportConfig(enabled=sec.bool("enabled", True),
-                       window_s=parse_duration(sec, "window", 86400.0, minimum=60.0),
+                       window_s=sec.duration("window", 86400.0, minimum=60.0),
                        max_legs=sec.int("max_legs", 100_000, min=1000),
                        language=parse_language(sec, "language", None))
     if sec.has("pii"):

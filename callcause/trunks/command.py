@@ -117,10 +117,9 @@ def _alert_text(a: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from callcause.config import Section
-    from callcause.connectors.delivery.dispatcher import parse_duration
 
     holder = Section({"window": args.window}, file="command line", path="--window")
-    window = int(parse_duration(holder, "window", 300.0, minimum=10.0))
+    window = int(holder.duration("window", 300.0, minimum=10.0))
     if args.files:
         snapshot = from_files(args.files, tuple(sorted({*DEFAULT_WINDOWS, window})))
     else:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcause.config import LinedDict, Section
-from callcause.connectors.delivery.dispatcher import parse_duration
 from callcause.record import CATEGORIES
 from callcause.trunks.legs import GroupKey
 
@@ -99,7 +98,7 @@ def parse_rule(sec: Section, names: dict[str, str]) -> Rule:
                         fix="write e.g. `below: 0.85` (fires under it) or `above: 0.2` (fires over it)")
     op = "below" if has_below else "above"
     threshold = sec.float(op)
-    baseline_s = parse_duration(sec, "baseline", 0.0, minimum=0.0) or None
+    baseline_s = sec.duration("baseline", 0.0, minimum=0.0) or None
     clear = sec.float("clear", threshold)
     if baseline_s is None and figure in (*RATIO_FIGURES, "share") and not 0 <= threshold <= 1:
         raise sec.error(op, f"{threshold} is not a ratio", fix="write a value from 0 to 1, e.g. 0.85 for 85 %")
@@ -110,7 +109,7 @@ def parse_rule(sec: Section, names: dict[str, str]) -> Rule:
                         fix=f"the clear value must be {'at or above' if op == 'below' else 'at or below'} the "
                             f"threshold (e.g. below: 0.85, clear: 0.90)" if baseline_s is None else
                             "with a baseline, clear is a smaller difference than the threshold (e.g. 0.30, 0.20)")
-    window_s = parse_duration(sec, "window", 300.0, minimum=10.0)
+    window_s = sec.duration("window", 300.0, minimum=10.0)
     if baseline_s is not None and baseline_s <= window_s:
         raise sec.error("baseline", f"the baseline ({baseline_s:g} s) is not longer than the window ({window_s:g} s)",
                         fix="use a longer baseline, e.g. 24h, against a window of 5m")
@@ -127,7 +126,7 @@ def parse_rule(sec: Section, names: dict[str, str]) -> Rule:
     scope_sec.finish()
     rule = Rule(name, figure, op, threshold, clear, window_s,
                 min_attempts=sec.int("min_attempts", 30, min=1),
-                for_s=parse_duration(sec, "for", 0.0), cooldown_s=parse_duration(sec, "cooldown", 0.0),
+                for_s=sec.duration("for", 0.0), cooldown_s=sec.duration("cooldown", 0.0),
                 scope=scope, categories=categories, sip=sip, baseline_s=baseline_s, where=where)
     sec.finish()
     return rule

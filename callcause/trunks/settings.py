@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from callcause.config import Section
-from callcause.connectors.delivery.dispatcher import parse_duration
 from callcause.record import CATEGORIES
 from callcause.trunks.classes import NER_CLASSES
 from callcause.trunks.destinations import DestinationConfig
@@ -34,7 +33,7 @@ def parse_trunks(sec: Section) -> TrunksConfig:
         for i, _item in enumerate(wsec):
             holder = Section({"window": wsec[i]}, file=sec.file, path=f"{sec.key_path('windows')}[{i}]",
                              line=sec.line_of("windows") or 0)
-            windows.append(parse_duration(holder, "window", 60.0, minimum=10.0))
+            windows.append(holder.duration("window", 60.0, minimum=10.0))
         if not windows:
             raise sec.error("windows", "no window given", fix="list e.g. [1m, 5m, 1h], or remove the key")
         cfg.windows = tuple(sorted(set(windows)))
@@ -62,7 +61,7 @@ def parse_trunks(sec: Section) -> TrunksConfig:
     cfg.destinations = DestinationConfig(numbering_plan=dsec.bool("numbering_plan", False),
                                          default_region=region, prefixes=prefixes)
     dsec.finish()
-    cfg.evaluate_every_s = parse_duration(sec, "evaluate_every", 10.0, minimum=1.0)
+    cfg.evaluate_every_s = sec.duration("evaluate_every", 10.0, minimum=1.0)
     cfg.rules = parse_rules(sec, defaults=sec.bool("default_rules", True))
     sec.finish()
     return cfg

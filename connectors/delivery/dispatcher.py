@@ -102,32 +102,6 @@ class DeliveryOptions:
     alerts: bool = False               # also deliver trunk.alert events (opt-in)
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(sec: Section, key: str, default: float, *, minimum: float = 0.0) -> float:
-    """Seconds as a number (`30`, `0.5`) or with a unit (`500ms`, `30s`, `5m`, `24h`, `2d`)."""
-    raw = sec.data.get(key) if isinstance(sec.data, dict) else None
-    if isinstance(raw, str):
-        text = sec.str(key).strip().lower()
-        with contextlib.suppress(ValueError):
-            value = float(text)
-            if value < minimum:
-                raise sec.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g} or more")
-            return value
-        for unit in sorted(_UNITS, key=len, reverse=True):
-            if text.endswith(unit):
-                try:
-                    value = float(text[: -len(unit)]) * _UNITS[unit]
-                except ValueError:
-                    break
-                if value < minimum:
-                    raise sec.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g}s or more")
-                return value
-        raise sec.error(key, f"expected a duration, found {text!r}", fix="write e.g. 30, 30s, 5m, 24h")
-    return sec.float(key, default, min=minimum)
-
-
 def parse_delivery_options(sec: Section, cfg: DeliveryOptions) -> None:
     """Read the shared keys (`only`, `language`, `pii`, `batch`, `retry`, `concurrency`, `grace`,
     `outbox_sync`) of one sink entry into `cfg`."""
@@ -144,15 +118,15 @@ def parse_delivery_options(sec: Section, cfg: DeliveryOptions) -> None:
     if sec.has("batch"):
         bsec = sec.section("batch")
         cfg.batch = BatchPolicy(max_records=bsec.int("max_records", 100, min=1, max=10_000),
-                                max_wait_s=parse_duration(bsec, "max_wait", 1.0))
+                                max_wait_s=bsec.duration("max_wait", 1.0))
         bsec.finish()
     rsec = sec.section("retry")
-    cfg.retry = RetryPolicy(initial_s=parse_duration(rsec, "initial", 5.0, minimum=0.001),
-                            max_s=parse_duration(rsec, "max", 3600.0, minimum=0.001),
-                            max_age_s=parse_duration(rsec, "max_age", 86400.0))
+    cfg.retry = RetryPolicy(initial_s=rsec.duration("initial", 5.0, minimum=0.001),
+                            max_s=rsec.duration("max", 3600.0, minimum=0.001),
+                            max_age_s=rsec.duration("max_age", 86400.0))
     rsec.finish()
     cfg.concurrency = sec.int("concurrency", 4, min=1, max=256)
-    cfg.grace_s = parse_duration(sec, "grace", 5.0)
+    cfg.grace_s = sec.duration("grace", 5.0)
     cfg.outbox_sync = sec.str("outbox_sync", "interval", choices=SYNC_MODES)
     cfg.alerts = sec.bool("alerts", False)
 

@@ -32,7 +32,6 @@ from callcause.connectors.delivery.dispatcher import (
     Outcome,
     outbox_path,
     parse_delivery_options,
-    parse_duration,
 )
 
 log = logging.getLogger("callcause.amqp")
@@ -68,7 +67,7 @@ def parse_config(sec: Section) -> AmqpConfig:
         raise sec.error("declare", "the default exchange (\"\") cannot be declared", fix="name an `exchange:`")
     cfg.persistent = sec.bool("persistent", True)
     cfg.mandatory = sec.bool("mandatory", True)
-    cfg.timeout_s = parse_duration(sec, "timeout", 10.0, minimum=0.05)
+    cfg.timeout_s = sec.duration("timeout", 10.0, minimum=0.05)
     parse_delivery_options(sec, cfg)
     return cfg
 

@@ -35,7 +35,6 @@ from callcause.connectors.delivery.dispatcher import (
     Outcome,
     outbox_path,
     parse_delivery_options,
-    parse_duration,
 )
 from callcause.record import iso_time
 
@@ -78,7 +77,7 @@ def parse_config(sec: Section) -> MqttConfig:
         raise sec.error("status_topic", "the status topic may use only {instance} and no wildcards",
                         fix="write e.g. callcause/{instance}/status, or \"\" for none")
     cfg.keepalive_s = sec.int("keepalive", 30, min=5, max=3600)
-    cfg.timeout_s = parse_duration(sec, "timeout", 10.0, minimum=0.05)
+    cfg.timeout_s = sec.duration("timeout", 10.0, minimum=0.05)
     parse_delivery_options(sec, cfg)
     return cfg
 

@@ -32,7 +32,6 @@ from callcause.connectors.delivery.dispatcher import (
     Outcome,
     outbox_path,
     parse_delivery_options,
-    parse_duration,
     parse_tls,
 )
 
@@ -145,7 +144,7 @@ def parse_config(sec: Section) -> WebhookConfig:
             raise hsec.error(key, f"{key} is set by callcause itself", fix="remove it")
         cfg.headers[key] = Secret(hsec.str(key))
     hsec.finish()
-    cfg.timeout_s = parse_duration(sec, "timeout", 10.0, minimum=0.05)
+    cfg.timeout_s = sec.duration("timeout", 10.0, minimum=0.05)
     cfg.tls_verify, cfg.ca_file = parse_tls(sec)
     parse_delivery_options(sec, cfg)
     return cfg
