@@ -125,7 +125,6 @@ class Collector:
         self.destinations: dict[str, Totals] = {}
         self.clues: dict[str, SourceClues] = {}
         self.numbers: Counter[str] = Counter()      # called number -> network failures (approximate when pruned)
-        self.numbers_pruned = False
         self.first: float | None = None
         self.last: float | None = None
         self.skipped = 0                            # documents that are not trunk legs (other types, internal legs)
@@ -223,4 +222,3 @@ class Collector:
         if len(self.numbers) > MAX_NUMBERS:
             # keep the heaviest half: a number failing often stays, one-off numbers go
             self.numbers = Counter(dict(self.numbers.most_common(MAX_NUMBERS // 2)))
-            self.numbers_pruned = True

@@ -17,10 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from callcause.record import CauseRecord
 from callcause.trunks.classes import ClassTable, load_classes
 from callcause.trunks.destinations import Destinations
-from callcause.trunks.legs import OTHER, GroupKey, Leg, leg_from_document, leg_from_record
+from callcause.trunks.legs import OTHER, GroupKey, Leg, leg_from_document
 from callcause.trunks.totals import Figures, Totals
 
 log = logging.getLogger("callcause.trunks")
@@ -203,9 +202,9 @@ class Group:
 class RollingStats:
     """Per source x trunk x direction (x destination) figures over rolling windows.
 
-    Feed it with `add_record` (live), `add_document` (a JSON record) or `add` (a `Leg`); read
-    with `figures(window)` or `snapshot()`. `clock` says what "now" is: the wall clock in the
-    daemon, the latest event time when replaying a file.
+    Feed it with `add_document` (a JSON record) or `add` (a `Leg`; the live pipeline counts in
+    bulk through `batch.py`); read with `figures(window)` or `snapshot()`. `clock` says what
+    "now" is: the wall clock in the daemon, the latest event time when replaying a file.
     """
 
     def __init__(self, classes: ClassTable | None = None, *, windows: Iterable[float] = DEFAULT_WINDOWS,
@@ -255,10 +254,6 @@ class RollingStats:
         if leg.time - self._rolled_at >= self.resolution:
             self.roll()      # keeps memory bounded even when nobody reads the figures
         return key
-
-    def add_record(self, record: CauseRecord) -> GroupKey | None:
-        leg = leg_from_record(record)
-        return self.add(leg) if leg is not None else None
 
     def add_document(self, doc: dict[str, Any]) -> GroupKey | None:
         leg = leg_from_document(doc)

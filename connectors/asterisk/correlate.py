@@ -164,7 +164,6 @@ class Correlator:
         self.calls: dict[str, Call] = {}
         self.by_channel: dict[str, str] = {}
         self.tech_for_channel: dict[str, tuple[str, float]] = {}   # helper data for a dialed channel
-        self.reason_for_channel: dict[str, list[ReasonHeader]] = {}
         self.waiting: dict[str, float] = {}       # ended legs waiting for late clues -> deadline
         self.finished: OrderedDict[str, None] = OrderedDict()
         self.cel_active = False

@@ -144,10 +144,6 @@ class EslFrame(ESLEvent):
         self.truncated = False
         self.size = 0          # bytes of the frame's body as received
 
-    def parse_data(self, data: str) -> None:
-        """greenswitch's entry point, fixed: split lines first, then decode each value."""
-        self.headers, self.body = parse_plain(data)  # type: ignore[assignment]
-
     @property
     def content_type(self) -> str:
         return self.envelope.get("Content-Type", "")

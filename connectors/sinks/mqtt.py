@@ -98,7 +98,6 @@ class MqttTransport:
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
         self._failed: tuple[float, str] | None = None    # when and why the last connect failed
-        self._down_logged = False
 
     def _status(self, state: str) -> bytes:
         doc = {"instance": self.instance, "status": state, "version": __version__}
