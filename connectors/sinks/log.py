@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import orjson
+
 from callcause.config import Config, Section, parse_language
 from callcause.pii import PiiPolicy, parse_pii
 from callcause.pipeline import Sink
@@ -71,6 +73,16 @@ def text_line(doc: dict[str, Any]) -> str:
     return (f"{doc['time']} {doc['source']['name']} {call.get('channel') or call['leg_id']} "
             f"{parties} {cause['category']}/{cause['severity']} by {cause['hangup_source']}"
             f"{' [' + codes + ']' if codes else ''}: {cause['summary']}{flags}")
+
+
+def json_line(doc: dict[str, Any]) -> bytes:
+    """One compact UTF-8 JSON line. orjson renders a record in about a third of the standard
+    library's time; what it refuses (an integer beyond 64 bits) goes through `json`, which either
+    renders it or raises the error that sets the record aside."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:   # orjson.JSONEncodeError is a TypeError
+        return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 class LogSink(Sink):
@@ -139,8 +151,7 @@ class LogSink(Sink):
             if self._fd is None or self._reopen_wanted or self._moved():
                 self._reopen_wanted = False
                 self._open()
-            line = (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-            view = memoryview(line)
+            view = memoryview(json_line(doc))
             while view:                      # a regular file takes it in one go; be sure
                 written = os.write(self._fd, view)  # type: ignore[arg-type]
                 view = view[written:]
