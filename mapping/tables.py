@@ -144,6 +144,8 @@ class Tables:
     # per dialect, the raw YAML and its revisions, for building the table of an older version
     raw_dialects: dict[str, dict[str, Any]] = field(default_factory=dict)
     _by_version: dict[tuple[str, tuple[int, ...]], Dialect] = field(default_factory=dict)
+    # (name, version string) -> table: every event asks, with one of a handful of versions
+    _by_asked: dict[tuple[str, str | None], Dialect] = field(default_factory=dict)
 
     def dialect(self, name: str, version: str | None = None) -> Dialect:
         """The SIP <-> Q.850 table of one dialect as a given PBX version has it.
@@ -151,6 +153,15 @@ class Tables:
         `name` may carry the version itself (`asterisk@22.8`). Without a version, or with one
         that does not parse, the newest behaviour applies. Raises KeyError for an unknown name.
         """
+        asked = self._by_asked.get((name, version))
+        if asked is not None:
+            return asked
+        if len(self._by_asked) >= 256:   # versions come off the wire: keep the memo bounded
+            self._by_asked.clear()
+        found = self._by_asked[(name, version)] = self._dialect(name, version)
+        return found
+
+    def _dialect(self, name: str, version: str | None) -> Dialect:
         if "@" in name:
             name, version = name.split("@", 1)
         newest = self.dialects[name]

@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
-from urllib.parse import unquote
 
 import gevent
 import gevent.event
 import gevent.socket
 from greenswitch.esl import ESLEvent, InboundESL, NotConnectedError
 
+from callcause.connectors.freeswitch.headers import HeaderPicker, parse_json_event, parse_plain
 from callcause.wire import ascii_int
 
 log = logging.getLogger("callcause.esl")
@@ -50,11 +48,9 @@ RECV_BYTES = 256 * 1024
 _EVENT_ENVELOPE = re.compile(rb"Content-Length: (\d{1,9})\nContent-Type: (text/event-(?:plain|json))\n\n")
 # Where a frame may start again after an oversized one.
 _RESYNC = re.compile(rb"\n(?=Content-(?:Length: \d|Type: [a-z]))")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _FRAME_START = re.compile(rb"Content-(?:Length: \d|Type: )")
 
 Report = Callable[[str, str], None]   # (problem kind, what happened)
-_MISSING: Any = object()
 
 
 class EslTimeout(Exception):
@@ -65,66 +61,7 @@ class EslAuthError(Exception):
     """FreeSWITCH refused the password (`-ERR invalid`) or the address (rude rejection)."""
 
 
-# --- Parsed frames --------------------------------------------------------------------------
-
-class DecodedHeaders(Mapping[str, str]):
-    """Header values of one plain event, URL-decoded one value at a time, when first read.
-
-    Lines are split before anything is decoded, so an encoded newline (`%0A`) stays inside
-    its value instead of forging a header. Decoding lazily keeps the ~150 variables of a
-    CHANNEL_HANGUP_COMPLETE cheap when only two dozen are used. Problems met while
-    decoding are collected in `problems` for the reader of the event to report.
-    """
-
-    __slots__ = ("_cache", "_raw", "encoded", "problems")
-
-    def __init__(self, raw: dict[str, str], *, encoded: bool = True) -> None:
-        self._raw = raw
-        self._cache: dict[str, str] = {}
-        self.encoded = encoded
-        self.problems: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        # the hot path: most values carry no escape at all and are returned as they are
-        value = self._raw.get(key)
-        if value is None:
-            return default
-        if not self.encoded or "%" not in value:
-            return value
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache[key] = self._decode(value)
-        return cached
-
-    def _decode(self, value: str) -> str:
-        if _BAD_PERCENT.search(value):
-            self.problems.add("bad_percent_encoding")
-        value = unquote(value, errors="replace")
-        if "\ufffd" in value:
-            self.problems.add("invalid_utf8")
-        return value
-
-    def __getitem__(self, key: str) -> str:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    def raw(self, key: str) -> str | None:
-        return self._raw.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._raw
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __repr__(self) -> str:
-        return f"DecodedHeaders({len(self._raw)} headers)"
-
+# --- Parsed frames ---------------------------------------------------------------------------
 
 class EslFrame(ESLEvent):
     """One ESL message: the envelope headers, and for events the event's own headers.
@@ -147,50 +84,6 @@ class EslFrame(ESLEvent):
     @property
     def content_type(self) -> str:
         return self.envelope.get("Content-Type", "")
-
-
-def parse_plain(text: str) -> tuple[DecodedHeaders, str]:
-    """The body of a `text/event-plain` frame: `Name: value` lines, values URL-encoded.
-
-    An event may carry its own body after `Content-Length: N` and a blank line (a
-    BACKGROUND_JOB's output); it is returned separately instead of being glued to a header.
-    """
-    head, _, inner = text.partition("\n\n")
-    bad = False
-    try:
-        # every line `Name: value`: split in C, no Python loop over the ~150 lines
-        raw: dict[str, str] = dict(map(str.split, head.split("\n"), repeat(": "), repeat(1)))
-    except ValueError:   # a line without ": " (empty value, garbage): line by line
-        raw = {}
-        for line in head.split("\n"):
-            name, sep, value = line.partition(": ")
-            if sep:
-                raw[name] = value
-            elif line.endswith(":"):
-                raw[line[:-1]] = ""
-            elif line:
-                bad = True
-    headers = DecodedHeaders(raw)
-    if bad:
-        headers.problems.add("bad_header_line")
-    if inner and "Content-Length" in raw:
-        length = ascii_int(raw["Content-Length"])
-        if length is not None:
-            inner = inner[:length]
-    else:
-        inner = inner.strip("\n")
-    return headers, inner
-
-
-def parse_json_event(text: str) -> tuple[DecodedHeaders, str]:
-    """The body of a `text/event-json` frame: one object, values not URL-encoded."""
-    obj = json.loads(text)
-    if not isinstance(obj, dict):
-        raise ValueError("an event-json body must be one JSON object")
-    body = obj.pop("_body", "")
-    raw = {str(k): (v if isinstance(v, str) else "|".join(map(str, v)) if isinstance(v, list) else str(v))
-           for k, v in obj.items()}
-    return DecodedHeaders(raw, encoded=False), str(body)
 
 
 def _parse_envelope(block: bytes) -> tuple[dict[str, str], bool]:
@@ -224,8 +117,10 @@ class GuardedInboundESL(InboundESL):
 
     def __init__(self, host: str, port: int, password: str, timeout: float = 5.0, *,
                  report: Report | None = None, max_frame_bytes: int = MAX_FRAME_BYTES,
-                 hold_events: bool = False) -> None:
+                 hold_events: bool = False, picker: HeaderPicker | None = None) -> None:
         super().__init__(host, port, password, timeout)
+        # the headers the consumer reads; None: all of them
+        self.picker = picker
         self.report: Report = report or (lambda kind, what: None)
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
@@ -530,6 +425,15 @@ class GuardedInboundESL(InboundESL):
 
     def _deliver_raw(self, env: dict[str, str], body: bytes) -> None:
         ctype = env.get("Content-Type", "")
+        if ctype == "text/event-plain" and self.picker is not None:
+            # the hot path: a well-formed ASCII event whose only blank line is its last, i.e.
+            # no body of its own and no swallowed frame (those take the checks below)
+            end = body.find(b"\n\n")
+            if end == len(body) - 2 and body.isascii():
+                frame = EslFrame(env, self.picker.pick(body, end + 1))
+                frame.size = len(body)
+                self._dispatch(frame)
+                return
         truncated = False
         if ctype == "text/event-plain":
             cut = self._next_frame_inside(body)
@@ -614,6 +518,7 @@ class SessionSettings:
     timeout: float = 5.0                # connect and command timeout
     heartbeat_timeout: float = 30.0     # silence before probing with `api status`
     max_frame_bytes: int = MAX_FRAME_BYTES
+    picker: HeaderPicker | None = None  # the event headers the consumer reads; None: all
 
 
 @dataclass(slots=True)
@@ -684,7 +589,7 @@ class EslSession:
     def _run_connection(self) -> None:
         s = self.settings
         con = GuardedInboundESL(s.host, s.port, s.password, s.timeout, report=self.report,
-                                max_frame_bytes=s.max_frame_bytes, hold_events=True)
+                                max_frame_bytes=s.max_frame_bytes, hold_events=True, picker=s.picker)
         self.con = con
         done = gevent.event.Event()
         wake = self._wake

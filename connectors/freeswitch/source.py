@@ -33,6 +33,7 @@ from callcause.connectors.freeswitch.client import (
     SessionResult,
     SessionSettings,
 )
+from callcause.connectors.freeswitch.headers import HeaderPicker
 from callcause.mapping.notation import parse_reason_header
 from callcause.mapping.tables import builtin_dispositions, builtin_tables
 from callcause.pipeline import Source
@@ -261,6 +262,28 @@ def inferred_reason(h: Mapping[str, str], version: str | None) -> ReasonHeader |
     n = builtin_tables().reason_behind("freeswitch", version, status, cause)
     return ReasonHeader("Q.850", n, None, inferred=True) if n is not None else None
 
+
+# Every event header the source reads (clues_from_event and _on_event): the reader cuts only
+# these out of an event (client.HeaderPicker). A test reads the fixtures through a mapping that
+# records each key asked for, so a header read here but missing from this list fails the suite.
+READ_HEADERS = (
+    "Event-Name", "Event-Date-Timestamp", "Event-Sequence", "Core-UUID", "FreeSWITCH-Version",
+    "Unique-ID", "Caller-Unique-ID", "Other-Leg-Unique-ID", "Channel-Call-UUID", "Channel-Name",
+    "Hangup-Cause", "Call-Direction", "Caller-Direction", "Presence-Call-Direction",
+    "Caller-Caller-ID-Number", "Caller-Destination-Number", "Caller-Channel-Answered-Time",
+    "Caller-Channel-Created-Time", "Caller-Channel-Progress-Time", "Caller-Channel-Progress-Media-Time",
+    "variable_uuid", "variable_call_uuid", "variable_other_loopback_leg_uuid", "variable_signal_bond",
+    "variable_bridge_uuid", "variable_loopback_leg", "variable_direction", "variable_hangup_cause",
+    "variable_hangup_cause_q850", "variable_last_bridge_hangup_cause",
+    "variable_last_bridge_proto_specific_hangup_cause", "variable_proto_specific_hangup_cause",
+    "variable_sip_hangup_disposition", "variable_sip_hangup_phrase", "variable_sip_invite_failure_status",
+    "variable_sip_invite_failure_phrase", "variable_sip_term_status", "variable_sip_term_cause",
+    "variable_sip_reason", "variable_sip_call_id", "variable_sip_gateway_name", "variable_sip_gateway",
+    "variable_endpoint_disposition", "variable_originate_disposition", "variable_DIALSTATUS",
+    "variable_answer_epoch", "variable_start_uepoch", "variable_progress_uepoch",
+    "variable_progress_media_uepoch", "variable_duration", "variable_mduration", "variable_billsec",
+    "variable_billmsec",
+)
 
 _LINK_KEYS = ("Unique-ID", "variable_call_uuid", "Channel-Call-UUID", "Other-Leg-Unique-ID",
               "variable_other_loopback_leg_uuid", "variable_signal_bond", "variable_bridge_uuid")
@@ -581,6 +604,9 @@ class LegTracker:
 
 # --- The source -------------------------------------------------------------------------------
 
+_PICKER = HeaderPicker(READ_HEADERS)   # one automaton for every source and session
+
+
 class EslSource(Source):
     """A FreeSWITCH connection that reconnects forever and emits one clue set per ended leg."""
 
@@ -709,7 +735,8 @@ class EslSource(Source):
         c = self.cfg
         return SessionSettings(host=c.host, port=c.port, password=c.password.reveal(),
                                events=c.events(), filters=c.all_filters(), timeout=c.timeout,
-                               heartbeat_timeout=c.heartbeat_timeout, max_frame_bytes=c.max_event_bytes)
+                               heartbeat_timeout=c.heartbeat_timeout, max_frame_bytes=c.max_event_bytes,
+                               picker=_PICKER)
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, capped."""
