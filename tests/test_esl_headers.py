@@ -67,7 +67,7 @@ def test_there_are_hangup_events_to_compare() -> None:
 @pytest.mark.parametrize(("name", "body"), BODIES, ids=[f"{n}#{i}" for i, (n, _) in enumerate(BODIES)])
 def test_picked_headers_give_the_same_clues_as_all_headers(name: str, body: bytes) -> None:
     full, _ = parse_plain(body.decode())
-    picked = PICKER.pick(body, body.index(b"\n\n") + 1)
+    picked = PICKER.pick(body)
     assert set(picked) <= set(READ_HEADERS) | set(HeaderPicker.ALWAYS)
     for key, value in picked.items():
         assert full.get(key) == value, key
@@ -88,19 +88,28 @@ def test_every_header_the_source_reads_is_picked() -> None:
 
 def test_a_name_inside_another_header_name_is_not_picked() -> None:
     body = b"Event-Name: CHANNEL_HANGUP_COMPLETE\nOther-Leg-Unique-ID: other\nUnique-ID: mine\nX: 1\n\n"
-    picked = PICKER.pick(body, body.index(b"\n\n") + 1)
+    picked = PICKER.pick(body)
     assert picked["Unique-ID"] == "mine"
     assert picked["Other-Leg-Unique-ID"] == "other"
     body = b"Event-Name: CHANNEL_HANGUP_COMPLETE\nCaller-Unique-ID: c\nX-Unique-ID: no\n\n"
-    picked = PICKER.pick(body, body.index(b"\n\n") + 1)
+    picked = PICKER.pick(body)
     assert "Unique-ID" not in picked and picked["Caller-Unique-ID"] == "c"
 
 
 def test_picked_values_are_url_decoded_and_problems_noted() -> None:
     body = (b"Event-Name: CHANNEL_HANGUP_COMPLETE\nCaller-Caller-ID-Number: %2B4930%20123\n"
             b"variable_sip_reason: Q.850%3Bcause%3D17\nChannel-Name: sofia/%ZZ\n\n")
-    picked = PICKER.pick(body, body.index(b"\n\n") + 1)
+    picked = PICKER.pick(body)
     assert picked["Caller-Caller-ID-Number"] == "+4930 123"
     assert picked["variable_sip_reason"] == "Q.850;cause=17"
     assert picked.problems == {"bad_percent_encoding"}
     assert picked["Event-Name"] == "CHANNEL_HANGUP_COMPLETE"   # the first line has no newline before it
+
+
+def test_an_event_with_a_blank_line_before_its_end_is_left_to_the_full_parse() -> None:
+    own_body = b"Event-Name: BACKGROUND_JOB\nContent-Length: 3\n\n+OK"
+    swallowed = (b"Event-Name: CHANNEL_HANGUP_COMPLETE\nUnique-ID: a\n\n"
+                 b"Content-Length: 40\nContent-Type: text/event-plain\n\nEvent-Name: HEARTBEAT\n\n")
+    not_ascii = "Event-Name: CHANNEL_HANGUP_COMPLETE\nCaller-Caller-ID-Name: Jürgen\n\n".encode()
+    for body in (own_body, swallowed, not_ascii, b""):
+        assert PICKER.pick(body) is None

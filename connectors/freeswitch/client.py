@@ -428,9 +428,9 @@ class GuardedInboundESL(InboundESL):
         if ctype == "text/event-plain" and self.picker is not None:
             # the hot path: a well-formed ASCII event whose only blank line is its last, i.e.
             # no body of its own and no swallowed frame (those take the checks below)
-            end = body.find(b"\n\n")
-            if end == len(body) - 2 and body.isascii():
-                frame = EslFrame(env, self.picker.pick(body, end + 1))
+            picked = self.picker.pick(body)
+            if picked is not None:
+                frame = EslFrame(env, picked)
                 frame.size = len(body)
                 self._dispatch(frame)
                 return

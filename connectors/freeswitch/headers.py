@@ -135,38 +135,41 @@ def parse_json_event(text: str) -> tuple[DecodedHeaders, str]:
 
 
 class HeaderPicker:
-    """Cuts the named headers out of a plain event's header block, leaving the rest unread.
+    """Cuts the named headers out of a plain event, leaving the rest unread.
 
     Each name is searched as `\\nName: ` so that it matches a whole header name at a line start
-    (`Unique-ID` is not found inside `Other-Leg-Unique-ID: `); the block's first line has no
-    newline before it and is compared on its own. A name that occurs twice keeps its last
-    value, as the full parse does. The dispatching headers (`Event-Name`, `Event-Subclass`)
-    are always picked.
+    (`Unique-ID` is not found inside `Other-Leg-Unique-ID: `); the first line has no newline
+    before it and is compared on its own. A name that occurs twice keeps its last value, as
+    the full parse does. The same pass looks for blank lines: an event with one before its end
+    (a body of its own, or a Content-Length that swallowed the next frame) is left to the full
+    parse. The dispatching headers (`Event-Name`, `Event-Subclass`) are always picked.
     """
 
     ALWAYS = ("Event-Name", "Event-Subclass", "Content-Length")
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names: tuple[str, ...] = tuple(sorted(set(names) | set(self.ALWAYS)))
-        self._by_bytes = {n.encode(): n for n in self.names}
-        self._finder = BytesAhoCorasick([b"\n" + n.encode() + b": " for n in self.names],
+        self._blank = len(self.names)   # the index of the blank-line pattern
+        self._finder = BytesAhoCorasick([b"\n" + n.encode() + b": " for n in self.names] + [b"\n\n"],
                                         matchkind=MATCHKIND_LEFTMOST_FIRST)
 
-    def pick(self, body: bytes, end: int) -> PickedHeaders:
-        """The wanted headers among `body[:end]`, an ASCII header block whose lines end in
-        `\\n`, URL-decoded."""
+    def pick(self, body: bytes) -> PickedHeaders | None:
+        """The wanted headers of an ASCII event body that ends in its only blank line,
+        URL-decoded; None for any other body."""
+        matches = self._finder.find_matches_as_indexes(body)
+        if not matches or matches[-1][1] != len(body) - 2 or not body.isascii():
+            return None
+        text = body.decode("ascii")   # ASCII: the byte offsets are the text's offsets
         raw = PickedHeaders()
-        stop = body.find(b"\n", 0, end)
-        stop = end if stop < 0 else stop
-        name, sep, value = body[:stop].partition(b": ")
-        first = self._by_bytes.get(name)
-        if first is not None and sep:
-            raw[first] = value.decode("ascii")
-        names = self.names
-        for index, _, start in self._finder.find_matches_as_indexes(memoryview(body)[:end]):
-            stop = body.find(b"\n", start, end)
-            raw[names[index]] = body[start: end if stop < 0 else stop].decode("ascii")
-        for key, value in raw.items():
+        name, sep, value = text[: text.find("\n")].partition(": ")
+        if sep and name in self.names:
+            raw[name] = value
+        names, blank = self.names, self._blank
+        for index, _, start in matches[:-1]:
+            if index == blank:
+                return None
+            raw[names[index]] = text[start: text.find("\n", start)]
+        for key, value in list(raw.items()):
             if "%" in value:
                 raw[key] = decode_value(value, raw.problems)
         return raw
