@@ -131,6 +131,9 @@ class GuardedInboundESL(InboundESL):
         self.delivering = False        # a handler holds the reader (back-pressure, not silence)
         self.rejected: str | None = None
         self.on_closed: Callable[[], None] | None = None
+        # called whenever the reader has handed on everything it holds and waits for the socket
+        # (and after the gate opens): consumers that batch events flush them here
+        self.on_idle: Callable[[], None] | None = None
         # with `hold_events`, events that arrive while the session still waits for command
         # replies (between `event plain` and the end of its setup) are held here until
         # `open_gate()`: the reader cannot wait for the session, whose replies may be behind
@@ -143,6 +146,14 @@ class GuardedInboundESL(InboundESL):
         while self._early:
             self._dispatch_now(self._early.pop(0))
         self._gate_open = True
+        self._idle()
+
+    def _idle(self) -> None:
+        if self.on_idle is not None:
+            try:
+                self.on_idle()
+            except Exception as exc:   # a consumer's bug must not end the reader
+                self.report("handler_error", f"an idle handler failed: {exc!r}")
 
     def start_event_handlers(self) -> None:
         # only the reader: it dispatches itself, so no event waits in a greenlet that stop() kills
@@ -229,6 +240,7 @@ class GuardedInboundESL(InboundESL):
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
+        self._idle()
         data = self.sock.recv(RECV_BYTES)
         if not data:
             raise EOFError
@@ -294,6 +306,7 @@ class GuardedInboundESL(InboundESL):
                 if not pending.ready():
                     pending.set_exception(NotConnectedError())
             self._commands_sent.clear()
+            self._idle()
             if self.on_closed is not None:
                 self.on_closed()
 
@@ -539,13 +552,16 @@ class EslSession:
     `run()` is the body of a greenlet of the shared `EslHub` (or of a thread of its own), so
     nothing here touches the caller's asyncio loop. `on_event(frame)` is called from that
     thread (in greenswitch's dispatcher greenlet) for each event; it may wait cooperatively.
-    `on_up(version)` is called once subscribed. `stop()` may be called from any thread.
+    `on_up(version)` is called once subscribed; `on_idle()` whenever the reader has handed on
+    all it read and waits for more. `stop()` may be called from any thread.
     """
 
     def __init__(self, settings: SessionSettings, *, on_event: Callable[[EslFrame], None],
-                 on_up: Callable[[str | None], None], report: Report) -> None:
+                 on_up: Callable[[str | None], None], report: Report,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.on_event = on_event
+        self.on_idle = on_idle
         self.on_up = on_up
         self.report = report
         self.result = SessionResult()
@@ -601,6 +617,7 @@ class EslSession:
             wake.set()
 
         con.on_closed = closed
+        con.on_idle = self.on_idle
 
         def on_frame(frame: EslFrame) -> None:
             if frame.content_type == "text/disconnect-notice":

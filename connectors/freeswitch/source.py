@@ -392,8 +392,11 @@ def _clean_strings(clues: HangupClues) -> None:
 class Handoff:
     """A queue from the ESL thread to the asyncio loop, bounded in items and in bytes.
 
-    The ESL side appends and wakes the loop with `call_soon_threadsafe` only when the queue
-    was idle, so a burst costs one wake-up, not one per event. An item's size is that of the
+    The ESL side appends without waking the loop; `wake()` wakes it (`call_soon_threadsafe`,
+    only if it is not already draining) once the reader has cut every frame out of what it
+    received and is about to wait for more. A `recv` of many events thus costs one wake-up, not
+    one per event: per event, a wake-up (a write to the loop's pipe, the loop thread taking the
+    GIL from the reader) cost about as much as converting the event. An item's size is that of the
     event it came from, as received. When either bound is reached the ESL side counts the
     overflow and waits cooperatively (gevent.sleep); its reader waits with it, so FreeSWITCH's
     further events stay in the kernel's socket buffers (TCP back-pressure) and nothing is
@@ -418,7 +421,8 @@ class Handoff:
         self.peak_bytes = 0
 
     def put(self, item: Any, size: int = 0) -> bool:
-        """From the ESL thread (inside a greenlet). False only if the loop is gone."""
+        """From the ESL thread (inside a greenlet); the loop sees the item after the next
+        `wake()`. False only if the loop is gone."""
         waited = False
         while True:
             with self._lock:
@@ -426,21 +430,25 @@ class Handoff:
                     self._items.append((item, size))
                     self._bytes += size
                     self.peak_bytes = max(self.peak_bytes, self._bytes)
-                    wake = not self._scheduled
-                    self._scheduled = True
-                    break
-            if self.closed or self.loop.is_closed():
+                    return True
+            if self.closed or self.loop.is_closed() or not self.wake():
                 return False
             if not waited:
                 waited = True
                 self.overflows += 1
                 self.on_overflow()
             gevent.sleep(0.001)
-        if wake:
-            try:
-                self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:   # loop closed between the check and the call
-                return False
+
+    def wake(self) -> bool:
+        """From the ESL thread: have the loop take what is queued. False if the loop is gone."""
+        with self._lock:
+            if self._scheduled or not self._items:
+                return True
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:   # the loop is closed
+            return False
         return True
 
     def _take(self) -> Any:
@@ -695,6 +703,11 @@ class EslSource(Source):
         if handoff is not None:
             handoff.put((name, clues, links), frame.size)
 
+    def _wake_loop(self) -> None:
+        handoff = self.handoff
+        if handoff is not None:
+            handoff.wake()
+
     # on the loop ---------------------------------------------------------------------------
     def _count_events(self) -> None:
         seen = self._events_seen
@@ -750,7 +763,8 @@ class EslSource(Source):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._set_up, True, version)
 
-        session = EslSession(self._settings(), on_event=self._on_event, on_up=up, report=self._report)
+        session = EslSession(self._settings(), on_event=self._on_event, on_up=up, report=self._report,
+                             on_idle=self._wake_loop)
         self._session = session
         finished: asyncio.Future[SessionResult] = loop.create_future()
 
