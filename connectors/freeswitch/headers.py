@@ -150,6 +150,7 @@ class HeaderPicker:
     def __init__(self, names: Iterable[str]) -> None:
         self.names: tuple[str, ...] = tuple(sorted(set(names) | set(self.ALWAYS)))
         self._blank = len(self.names)   # the index of the blank-line pattern
+        self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._finder = BytesAhoCorasick([b"\n" + n.encode() + b": " for n in self.names] + [b"\n\n"],
                                         matchkind=MATCHKIND_LEFTMOST_FIRST)
 
@@ -171,8 +172,22 @@ class HeaderPicker:
             raw[names[index]] = text[start: text.find("\n", start)]
         for key, value in list(raw.items()):
             if "%" in value:
-                raw[key] = decode_value(value, raw.problems)
+                raw[key] = self._decoded(value, raw.problems)
         return raw
+
+    def _decoded(self, value: str, problems: set[str]) -> str:
+        # the same few encoded values recur in every event (`sip%3A486`, a gateway's channel
+        # name): unquote is pure Python, a dictionary lookup is not
+        known = self._memo.get(value)
+        if known is None:
+            found: set[str] = set()
+            known = (decode_value(value, found), tuple(found))
+            if len(self._memo) >= 4096:   # values come off the wire: keep it bounded
+                self._memo.clear()
+            self._memo[value] = known
+        if known[1]:
+            problems.update(known[1])
+        return known[0]
 
 
 class PickedHeaders(dict[str, str]):
