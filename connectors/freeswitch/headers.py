@@ -3,8 +3,8 @@
 A CHANNEL_HANGUP_COMPLETE carries about 190 headers (5-9 kB), of which a record reads about
 fifty. Splitting every line costs more than everything else the source does with an event, so
 a consumer that names the headers it reads gets only those (`HeaderPicker`): one Aho-Corasick
-pass over the bytes finds them (the `ahocorasick-rs` automaton, in Rust, without holding the
-GIL), and only their values are cut out and decoded. Everything else (another event, a
+pass over the text finds them (the `ahocorasick-rs` automaton, in Rust), and only their values
+are cut out and decoded. Everything else (another event, a
 non-ASCII body, an event with its own body) takes the full parse.
 """
 
@@ -17,7 +17,7 @@ from itertools import repeat
 from typing import Any
 from urllib.parse import unquote
 
-from ahocorasick_rs import MATCHKIND_LEFTMOST_FIRST, BytesAhoCorasick
+from ahocorasick_rs import MATCHKIND_LEFTMOST_FIRST, AhoCorasick
 
 from callcause.wire import ascii_int
 
@@ -151,16 +151,20 @@ class HeaderPicker:
         self.names: tuple[str, ...] = tuple(sorted(set(names) | set(self.ALWAYS)))
         self._blank = len(self.names)   # the index of the blank-line pattern
         self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._finder = BytesAhoCorasick([b"\n" + n.encode() + b": " for n in self.names] + [b"\n\n"],
-                                        matchkind=MATCHKIND_LEFTMOST_FIRST)
+        self._finder = AhoCorasick([f"\n{n}: " for n in self.names] + ["\n\n"], matchkind=MATCHKIND_LEFTMOST_FIRST)
 
     def pick(self, body: bytes) -> PickedHeaders | None:
         """The wanted headers of an ASCII event body that ends in its only blank line,
         URL-decoded; None for any other body."""
-        matches = self._finder.find_matches_as_indexes(body)
-        if not matches or matches[-1][1] != len(body) - 2 or not body.isascii():
+        if not body.isascii():
             return None
-        text = body.decode("ascii")   # ASCII: the byte offsets are the text's offsets
+        # the automaton over the text rather than the bytes: over bytes it lets go of the GIL
+        # for each event, and taking it back from the busy loop thread costs a context switch
+        # per event (0.6-1 per record against 0.1 measured, and 3-5 % fewer records/s)
+        text = body.decode("ascii")
+        matches = self._finder.find_matches_as_indexes(text)
+        if not matches or matches[-1][1] != len(text) - 2:
+            return None
         raw = PickedHeaders()
         name, sep, value = text[: text.find("\n")].partition(": ")
         if sep and name in self.names:
