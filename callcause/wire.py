@@ -30,10 +30,11 @@ def ascii_int(value: str | None) -> int | None:
     """`"486"` -> 486; None for anything but 1-18 ASCII digits (surrounding blanks allowed)."""
     if value is None:
         return None
-    value = value.strip()
-    if not value or len(value) > MAX_DIGITS or not value.isascii() or not value.isdigit():
-        return None
-    return int(value)
+    if not (value.isdigit() and value.isascii()):   # blanks around it, or not a number at all
+        value = value.strip()
+        if not (value.isdigit() and value.isascii()):
+            return None
+    return int(value) if len(value) <= MAX_DIGITS else None
 
 
 def ascii_decimal(value: str | None) -> float | None:
