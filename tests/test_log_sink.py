@@ -121,3 +121,30 @@ async def test_pii_policy_per_log_sink(tmp_path) -> None:
     [doc] = lines(tmp_path / "r.jsonl")
     assert doc["call"]["from"] != "+4930123456" and doc["call"]["from"].startswith("+49")
     assert "+4989123456" not in json.dumps(doc)
+
+
+async def test_a_group_is_one_write_and_a_write_cut_short_resumes_without_duplicates(tmp_path) -> None:
+    """A file size limit (RLIMIT_FSIZE) stops a real write part way, as a full disk does: the
+    pipeline retries the same group, and the sink writes only what had not been written."""
+    import resource
+    import signal
+
+    path = tmp_path / "r.jsonl"
+    sink = LogSink(LogConfig(path=str(path), stdout="off"), "en")
+    await sink.start()
+    group = [record(f"leg-{i}") for i in range(3)]
+    one_line = len(json.dumps(group[0].document("en"), ensure_ascii=False, separators=(",", ":"))) + 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of the signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (one_line + one_line // 2, hard))
+    try:
+        with pytest.raises(OSError):
+            await sink.write_many(group)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert 0 < path.stat().st_size < 2 * one_line            # one line and a half made it
+    await sink.write_many(group)                              # the pipeline's retry
+    await sink.write_many([record("leg-3")])
+    await sink.close()
+    assert [d["call"]["leg_id"] for d in lines(path)] == ["leg-0", "leg-1", "leg-2", "leg-3"]

@@ -457,14 +457,17 @@ class Handoff:
         return item
 
     def _drain(self) -> None:
-        for _ in range(self.MAX_BATCH):
-            with self._lock:
-                if not self._items:
-                    self._scheduled = False
-                    return
-                item = self._take()
+        # one lock for the whole batch: a lock the ESL thread holds at that moment makes the loop
+        # thread wait, letting go of the GIL, a thread switch per item
+        with self._lock:
+            batch = [self._take() for _ in range(min(len(self._items), self.MAX_BATCH))]
+            more = bool(self._items)
+            if not more:
+                self._scheduled = False
+        for item in batch:
             self.consumer(item)
-        self.loop.call_soon(self._drain)
+        if more:
+            self.loop.call_soon(self._drain)
 
     def drain_now(self) -> None:
         """On the loop: consume everything queued (before a flush or at shutdown)."""
