@@ -3,28 +3,28 @@
 Counting leg by leg (a `Leg` per record, `Totals.add`, `TrunkCounts.count`) cost about 3.5 µs
 a record, close to a tenth of the cheapest pipeline. Almost every leg lands in the newest
 bucket of a group that already exists, so the bulk path keeps, per group, a `Slot`: that
-bucket and the time span in which a leg surely lands in it without anything else falling due
-(no evaluation tick, no roll). A leg inside its slot's span is read straight from its record:
-the values that legs share (category, answered, SIP code, Q.850 cause) form one small key
-tuple, the keys are counted by `collections.Counter` (a loop in C), and each distinct key is
-added to its bucket and to the Prometheus counts once, weighted by its count, when anything
-reads them (a window, a roll, an evaluation, a `/metrics` scrape: `RollingStats.before_read`
-and `TrunkCounts.before_read`) or before a leg takes the leg-by-leg path. Only what is unique
-to a leg (its time, talk time and post-dial delay) is added one by one, in record order, so the
-float sums are the same as leg-by-leg counting.
+bucket and the span of time in which a leg surely lands there with nothing else falling due
+(no evaluation tick, no roll), so one comparison per leg decides it. Such a leg is read
+straight from its record: the values legs share (category, answered, SIP code, Q.850 cause,
+whether talk time and PDD were known) form one small key, counted per slot in a dict, and each
+distinct key is added to the bucket and to the Prometheus counts once, weighted by its count,
+when the slot's bucket changes, when anything reads the figures (a window, a roll, an
+evaluation, a `/metrics` scrape: `RollingStats.before_read` and `TrunkCounts.before_read`) or
+before a leg takes the leg-by-leg path. Only what is unique to a leg (its time, talk time and
+post-dial delay) is added one by one, in record order, so the float sums are the same as
+leg-by-leg counting.
 
 A leg that begins its group's next bucket opens it as `Group.add` would (`Group.newest`), and
-stays on the bulk path. Anything else (a new group, a late leg, a leg at or past the next
-evaluation or roll, an internal leg) first adds the keys gathered so far and then goes through
-the leg-by-leg path, so every figure, alert and metric is exactly what counting one leg at a
-time gives.
+stays on the bulk path. Anything else (a new group, a group beyond the cap, a late leg, a leg
+at or past the next evaluation or roll) first adds what was gathered and then goes through the
+leg-by-leg path, so every figure, alert and metric is exactly what counting one leg at a time
+gives; internal legs are skipped.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,15 +40,17 @@ if TYPE_CHECKING:
 
 class Slot:
     """A group's newest bucket as the bulk path counts into it: a leg with `lo <= time < hi`
-    belongs there, and counting it there is all a leg-by-leg count would do."""
+    belongs there, and counting it there is all a leg-by-leg count would do. `gathered` counts
+    the legs not yet added to the bucket, per key (see `BatchCounter.flush_slot`)."""
 
-    __slots__ = ("group", "hi", "labels", "lo", "pdd_row", "talk_row", "totals")
+    __slots__ = ("gathered", "group", "hi", "labels", "lo", "pdd_row", "talk_row", "totals")
 
     def __init__(self, group: Group) -> None:
         self.group = group
         self.labels: Labels = group.key
         self.totals: Totals | None = None
         self.lo = self.hi = 0.0
+        self.gathered: dict[tuple, int] = {}
         self.talk_row: list[float] | None = None     # the group's histogram rows, made on first use
         self.pdd_row: list[float] | None = None
 
@@ -70,45 +72,53 @@ def first_roll_time(rolled_at: float, resolution: float) -> float:
 
 
 class BatchCounter:
-    """The slots, the keys counted but not yet added to their buckets, and the loop that
-    gathers them.
+    """The slots, and the loop that counts into them.
 
     Slots hold while nothing but this loop changes the groups: a leg counted leg by leg, a roll,
     an evaluation and a read all go through `apply()` (or `observe_one`), which drops them."""
 
     def __init__(self, monitor: TrunkMonitor) -> None:
         self.monitor = monitor
-        self.pending: Counter[tuple] = Counter()
-        self.slots: dict[tuple, Slot] = {}      # per record key (raw source, trunk, direction, ...)
-        self.group_slots: dict[tuple, Slot] = {}
-        self._limit: float | None = None        # legs from this time on may evaluate or roll
+        self.slots: dict[tuple, Slot] = {}         # per record key (raw source, trunk, direction, ...)
+        self.group_slots: dict[tuple, Slot] = {}   # the same slots per group
+        self._limit: float | None = None           # legs from this time on may evaluate or roll
         monitor.stats.before_read = self.apply
         monitor.counts.before_read = self.apply
 
-    def flush(self) -> None:
-        """Add the gathered keys to their buckets and counts (cheap when there are none)."""
-        if not self.pending:
+    @property
+    def pending(self) -> int:
+        """Legs counted in bulk but not yet added to their buckets."""
+        return sum(sum(slot.gathered.values()) for slot in self.group_slots.values())
+
+    def flush_slot(self, slot: Slot) -> None:
+        """Add a slot's gathered keys to its bucket and to the counts, each distinct key once.
+        Per slot, not all at once, so that a group opening its next bucket leaves the other
+        groups gathering: fewer, larger counts."""
+        if not slot.gathered:
             return
+        gathered, slot.gathered = slot.gathered, {}
         table = self.monitor.stats.classes
         legs = self.monitor.counts.legs if self.monitor._count_metrics else None
-        pending, self.pending = self.pending, Counter()
-        for (slot, category, answered, sip, q850, talked, timed), n in pending.items():
-            totals = slot.totals
+        totals, labels = slot.totals, slot.labels
+        assert totals is not None
+        for (category, answered, sip, q850, talked, timed), n in gathered.items():
             totals.count(category, answered, sip, q850, n, table)
             if talked:
                 totals.talk_n += n
             if timed:
                 totals.pdd_n += n
-            group = slot.group
-            if totals.last > group.last:
-                group.last = totals.last
             if legs is not None:
-                k = (slot.labels, category, answered, sip)
+                k = (labels, category, answered, sip)
                 legs[k] = legs.get(k, 0) + n
+        group = slot.group
+        if totals.last > group.last:
+            group.last = totals.last
 
     def apply(self) -> None:
-        """Before a read or a leg-by-leg count: flush, and drop the slots (the groups may change)."""
-        self.flush()
+        """Before a read or a leg-by-leg count: flush every slot and drop them (the groups may
+        change)."""
+        for slot in self.group_slots.values():
+            self.flush_slot(slot)
         self.slots.clear()
         self.group_slots.clear()
         self._limit = None
@@ -133,21 +143,21 @@ class BatchCounter:
         group = stats.groups.get((c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", destination))
         if group is None:
             return None
-        index = int(t // group.width)
-        if index == group.cur_index:
-            totals = group.cur_totals
-        else:
-            self.flush()             # opening a bucket closes the one before: its counts go in first
-            totals = group.newest(index)
-        if totals is None:
-            return None
         # one slot per group, whatever record keys lead to it, so that a bucket opened through
         # one key is seen through all
         slot = self.group_slots.get(group.key)
         if slot is None:
             slot = self.group_slots[group.key] = Slot(group)
+        index = int(t // group.width)
+        if index == group.cur_index:
+            totals = group.cur_totals
+        else:
+            self.flush_slot(slot)    # opening a bucket closes the one before: its counts go in first
+            totals = group.newest(index)
+        if totals is None:
+            return None
         if slot.totals is not totals:
-            self.flush()
+            self.flush_slot(slot)
             slot.totals = totals
             slot.lo = float(index * group.width)
             slot.hi = min(float((index + 1) * group.width), limit)
@@ -173,8 +183,6 @@ class BatchCounter:
         destinations = monitor.stats.destinations
         slots = self.slots
         get = slots.get
-        batch: list[tuple] = []
-        keep = batch.append
         event_time, latest = monitor.event_time, monitor._latest
 
         for record in records:
@@ -188,9 +196,6 @@ class BatchCounter:
             if slot is None or not slot.lo <= t < slot.hi:
                 if c.internal:
                     continue
-                if batch:            # what the keys gathered so far point to may change now
-                    self.pending.update(batch)
-                    batch.clear()
                 slot = self.slot(key, record)
                 if slot is None:
                     if event_time and latest > monitor._latest:
@@ -236,9 +241,11 @@ class BatchCounter:
                 row[bisect_left(PDD_BUCKETS, pdd)] += 1
                 row[-1] += pdd
             sip, q850 = e.sip, e.q850
-            keep((slot, category, answered, sip["code"] if sip else None, q850["cause"] if q850 else None, talked,
-                  pdd is not None))
-        if batch:
-            self.pending.update(batch)
+            # counted here rather than gathered in a list for `Counter`: a key tuple that lives
+            # on until the flush makes the garbage collector run more often over the pipeline
+            k = (category, answered, sip["code"] if sip else None, q850["cause"] if q850 else None, talked,
+                 pdd is not None)
+            gathered = slot.gathered
+            gathered[k] = gathered.get(k, 0) + 1
         if event_time and latest > monitor._latest:
             monitor._latest = latest

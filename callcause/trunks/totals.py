@@ -138,13 +138,16 @@ class Totals:
         return {CATEGORIES[i]: n for i, n in enumerate(self.cats) if n}
 
     def classes(self, table: ClassTable) -> dict[str, int]:
-        """Legs per NER class (effective, network, caller, excluded)."""
-        out: dict[str, int] = {}
-        for i, n in enumerate(self.cats):
+        """Legs per NER class (effective, network, caller, excluded), the classes with legs."""
+        out = {}
+        for cls in table.positions:
+            n = self.in_class(cls, table)
             if n:
-                cls = table.ner_class(CATEGORIES[i])
-                out[cls] = out.get(cls, 0) + n
+                out[cls] = n
         return out
+
+    def in_class(self, cls: str, table: ClassTable) -> int:
+        return sum(map(self.cats.__getitem__, table.positions[cls]))
 
     def share(self, categories: frozenset[str] | set[str]) -> float | None:
         """The share of attempts that ended in one of `categories`."""
@@ -168,9 +171,8 @@ class Totals:
         """One figure by its name in the rules, without building all of them (rules read
         one figure of every group at every evaluation)."""
         if figure == "ner":
-            classes = self.classes(table)
-            effective = classes.get("effective", 0)
-            return _ratio(effective, effective + classes.get("network", 0))
+            effective = self.in_class("effective", table)
+            return _ratio(effective, effective + self.in_class("network", table))
         if figure == "asr":
             return _ratio(self.answered, self.attempts)
         if figure == "seer":
