@@ -212,7 +212,6 @@ class BatchCounter:
                 totals.first = t
             e = record.explanation
             category = e.category
-            talked = False
             if c.answered or category == "answered":
                 answered = True
                 talk = c.billsec_s
@@ -220,8 +219,8 @@ class BatchCounter:
                     talk = c.duration_s
                 if talk.__class__ is not float:
                     talk = talk_time(True, c.billsec_s, c.duration_s)
-                if talk is not None:
-                    talked = True
+                talked = talk is not None
+                if talked:
                     totals.talk_s += talk
                     row = slot.talk_row
                     if row is None:
@@ -229,11 +228,12 @@ class BatchCounter:
                     row[bisect_left(TALK_BUCKETS, talk)] += 1
                     row[-1] += talk
             else:
-                answered = False
+                answered = talked = False
             # the same steps as for talk time, written out twice on purpose: a helper call per
             # leg would cost a good part of what counting in bulk saves
             pdd = c.pdd_s
-            if pdd is not None:
+            timed = pdd is not None
+            if timed:
                 totals.pdd_s += pdd
                 row = slot.pdd_row
                 if row is None:
@@ -243,8 +243,7 @@ class BatchCounter:
             sip, q850 = e.sip, e.q850
             # counted here rather than gathered in a list for `Counter`: a key tuple that lives
             # on until the flush makes the garbage collector run more often over the pipeline
-            k = (category, answered, sip["code"] if sip else None, q850["cause"] if q850 else None, talked,
-                 pdd is not None)
+            k = (category, answered, sip["code"] if sip else None, q850["cause"] if q850 else None, talked, timed)
             gathered = slot.gathered
             gathered[k] = gathered.get(k, 0) + 1
         if event_time and latest > monitor._latest:

@@ -209,7 +209,7 @@ class Group:
                 break
             run.totals.subtract(totals)
             run.lo = index + 1
-        out = Totals().merge(run.totals, causes)
+        out = run.totals.copy(causes)
         for index, totals in reversed(buckets):    # the open buckets
             if index <= self.closed_upto or (index + 1) * width <= start:
                 break

@@ -88,6 +88,17 @@ class Totals:
         elif self.first is None or t < self.first:
             self.first = t
 
+    def copy(self, causes: bool = True) -> Totals:
+        """A copy to add to (a window starts from a running sum): cheaper than merging into a
+        new `Totals`, and the rules read a window of every group at every evaluation."""
+        out = Totals.__new__(Totals)
+        out.attempts, out.answered, out.cats = self.attempts, self.answered, self.cats.copy()
+        out.seer_counted, out.seer_effective = self.seer_counted, self.seer_effective
+        out.talk_s, out.talk_n, out.pdd_s, out.pdd_n = self.talk_s, self.talk_n, self.pdd_s, self.pdd_n
+        out.causes = self.causes.copy() if causes else {}
+        out.first, out.last = self.first, self.last
+        return out
+
     def merge(self, other: Totals, causes: bool = True) -> Totals:
         """Add `other` into this; `causes=False` skips the cause counts (a rule that only
         needs the ratios reads windows that way, which is several times cheaper)."""
