@@ -94,7 +94,7 @@ class TrunkMonitor:
         self.batch.observe(records)
 
     def observe_one(self, leg: Leg) -> None:
-        """Count one live leg, leg by leg: what `observe_batch` does for the legs it cannot
+        """Count one live leg, leg by leg: what `observe` does for the legs it cannot
         count in bulk (and what it must give the same figures as)."""
         self.batch.apply()          # legs gathered in bulk go first; the bulk path's slots may change
         if self.event_time:
