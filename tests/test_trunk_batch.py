@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from callcause.mapping.translator import Translator
 from callcause.record import CauseRecord, HangupClues
+from callcause.trunks.batch import first_roll_time
 from callcause.trunks.destinations import DestinationConfig
 from callcause.trunks.exporter import COLLECTOR
 from callcause.trunks.legs import leg_from_record
@@ -54,17 +56,43 @@ def state(m: TrunkMonitor) -> tuple:
             m.stats.overflow_legs, m.stats.late_legs)
 
 
-@pytest.mark.parametrize("destinations", [False, True])
-def test_bulk_counting_equals_leg_by_leg(translator, destinations):
-    cfg = TrunksConfig(max_groups=60)
+# evaluating every 25 s, legs roll the buckets between evaluations
+@pytest.mark.parametrize(("destinations", "every"), [(False, 10.0), (True, 10.0), (False, 25.0)])
+def test_bulk_counting_equals_leg_by_leg(translator, destinations, every):
+    cfg = TrunksConfig(max_groups=60, evaluate_every_s=every)
     if destinations:
         cfg.destinations = DestinationConfig(numbering_plan=True, prefixes={"berlin": ["+4930"]})
     records = stream(translator)
     bulk = TrunkMonitor(cfg, translator_of=lambda: translator, event_time=True)
     one = TrunkMonitor(cfg, translator_of=lambda: translator, event_time=True)
+    compare(records, bulk, one)
+    assert any(e.state == "firing" for e in bulk.events) and bulk.stats.overflow_legs and bulk.stats.late_legs
+
+
+def test_bulk_counting_equals_leg_by_leg_on_the_wall_clock(translator):
+    """The daemon's mode: evaluations follow an injected clock, which here runs a little behind
+    the legs' times (a PBX clock ahead of ours), so legs roll the buckets too."""
+    records = stream(translator, n=3000, seed=4)
+    now = [records[0].clues.ended_at]
+    bulk = TrunkMonitor(TrunksConfig(max_groups=60), translator_of=lambda: translator, clock=lambda: now[0])
+    one = TrunkMonitor(TrunksConfig(max_groups=60), translator_of=lambda: translator, clock=lambda: now[0])
+
+    def tick(i: int) -> None:
+        now[0] = max(now[0], records[min(i, len(records) - 1)].clues.ended_at - 4.0)
+        if i % 3 == 0:
+            for m in (bulk, one):
+                m._decide(now[0])
+
+    compare(records, bulk, one, tick)
+    assert bulk.stats.late_legs and bulk.events
+
+
+def compare(records: list[CauseRecord], bulk: TrunkMonitor, one: TrunkMonitor, tick=None) -> None:
     rnd = random.Random(9)
     i = 0
     while i < len(records):
+        if tick is not None:
+            tick(i)
         size = rnd.choice([1, 7, 64, 256])
         bulk.observe(records[i:i + size])
         for r in records[i:i + size]:
@@ -77,7 +105,19 @@ def test_bulk_counting_equals_leg_by_leg(translator, destinations):
     bulk.finish()
     one.finish()
     assert state(bulk) == state(one)
-    assert any(e.state == "firing" for e in bulk.events) and bulk.stats.overflow_legs and bulk.stats.late_legs
+
+
+def test_first_roll_time_is_exactly_where_the_subtraction_says_so():
+    """One comparison with it must decide what `t - rolled_at >= resolution` decides, also for
+    the floats next to the boundary, where the subtraction rounds."""
+    rnd = random.Random(2)
+    assert first_roll_time(-math.inf, 10) == -math.inf
+    for _ in range(2000):
+        rolled_at = rnd.choice([1_800_000_000.0, 1e9, 3.0]) + rnd.random() * rnd.choice([1, 1e-3, 1e3])
+        resolution = rnd.choice([1, 10, 60])
+        edge = first_roll_time(rolled_at, resolution)
+        for t in (edge, math.nextafter(edge, -math.inf), math.nextafter(edge, math.inf), rolled_at + resolution):
+            assert (t < edge) == (t - rolled_at < resolution)
 
 
 def test_reads_include_legs_counted_in_bulk(translator):

@@ -19,7 +19,7 @@ from typing import Any
 from callcause.record import iso_time
 from callcause.trunks.classes import ClassTable
 from callcause.trunks.legs import Cause, GroupKey
-from callcause.trunks.rolling import RollingStats
+from callcause.trunks.rolling import Group, RollingStats
 from callcause.trunks.rules import Rule
 from callcause.trunks.totals import Totals
 
@@ -153,7 +153,7 @@ class AlertEngine:
                 if group.last <= now - rule.window_s and (rule.name, key) not in self.states:
                     continue
                 if rule.scope.matches(key):
-                    event = self._check(rule, key, now, windows)
+                    event = self._check(rule, key, group, now, windows)
                     if event is not None:
                         events.append(event)
         # a group the stats forgot cannot resolve by itself: end its episodes
@@ -173,20 +173,23 @@ class AlertEngine:
         return AlertEvent(episode_id(rule.name, key, since), rule, key, state, now, since, value, threshold,
                           clear, baseline, totals.attempts, behind(rule, totals, self.stats.classes), self.describe)
 
-    def _window(self, key: GroupKey, span: float, now: float, causes: bool, memo: dict[tuple, Totals]) -> Totals:
-        found = memo.get((key, span, True)) or memo.get((key, span, causes))
+    @staticmethod
+    def _window(group: Group, span: float, now: float, causes: bool, memo: dict[tuple, Totals]) -> Totals:
+        # straight from the group: `evaluate` rolled the stats, so every leg is in its bucket
+        found = memo.get((group.key, span, True)) or memo.get((group.key, span, causes))
         if found is None:
-            found = memo[(key, span, causes)] = self.stats.window(key, span, now, causes)
+            found = memo[(group.key, span, causes)] = group.window(now, span, causes)
         return found
 
-    def _check(self, rule: Rule, key: GroupKey, now: float, memo: dict[tuple, Totals]) -> AlertEvent | None:
+    def _check(self, rule: Rule, key: GroupKey, group: Group, now: float,
+               memo: dict[tuple, Totals]) -> AlertEvent | None:
         table = self.stats.classes
         st_key = (rule.name, key)
         st = self.states.get(st_key)
         # the causes are only read for a sip_count rule, or to report an episode's state
-        totals = self._window(key, rule.window_s, now, rule.figure == "sip_count" or st is not None, memo)
+        totals = self._window(group, rule.window_s, now, rule.figure == "sip_count" or st is not None, memo)
         value = measure(rule, totals, table)
-        baseline = (measure(rule, self._window(key, rule.baseline_s, now, rule.figure == "sip_count", memo), table)
+        baseline = (measure(rule, self._window(group, rule.baseline_s, now, rule.figure == "sip_count", memo), table)
                     if rule.baseline_s else None)
         limits = rule.limits(baseline)
         if st is not None and st.firing is not None:
@@ -217,7 +220,7 @@ class AlertEngine:
             return None
         assert limits is not None
         if not totals.causes and totals.attempts:
-            totals = self._window(key, rule.window_s, now, True, memo)
+            totals = self._window(group, rule.window_s, now, True, memo)
         st.firing = self._event(rule, key, "firing", now, st.pending_since, value, limits[0], limits[1],
                                 baseline, totals)
         return replace(st.firing)     # the event as decided; st.firing keeps moving with the figures

@@ -7,7 +7,7 @@ The placements are data (cited in the table) so a site can move a category from 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +33,14 @@ class ClassTable:
     ner: Mapping[str, str]
     seer_effective: frozenset[int]
     seer_excluded_classes: frozenset[int]     # 3 for 3xx
+    # NER class -> positions in CATEGORIES of its categories: the rules read NER of every group
+    # at every evaluation, and summing a few list items is cheaper than classifying each category
+    positions: Mapping[str, tuple[int, ...]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positions = {cls: tuple(i for i, c in enumerate(CATEGORIES) if self.ner_class(c) == cls)
+                     for cls in NER_CLASSES}
+        object.__setattr__(self, "positions", positions)
 
     def ner_class(self, category: str) -> str:
         return self.ner.get(category, "network")

@@ -52,7 +52,7 @@ class Leg(NamedTuple):
         return Cause(self.sip, self.q850, self.category)
 
 
-def _talk(answered: bool, billsec: Any, duration: Any) -> float | None:
+def talk_time(answered: bool, billsec: Any, duration: Any) -> float | None:
     if not answered:
         return None
     value = billsec if isinstance(billsec, int | float) else duration
@@ -70,7 +70,7 @@ def leg_from_record(record: CauseRecord) -> Leg | None:
     sip, q850 = e.sip, e.q850
     return Leg(c.ended_at, c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", category, answered,
                sip["code"] if sip else None, q850["cause"] if q850 else None,
-               _talk(answered, c.billsec_s, c.duration_s) if answered else None, c.pdd_s, c.to_number)
+               talk_time(answered, c.billsec_s, c.duration_s) if answered else None, c.pdd_s, c.to_number)
 
 
 def parse_time(text: str) -> float:
@@ -94,5 +94,5 @@ def leg_from_document(doc: dict[str, Any]) -> Leg | None:
     return Leg(parse_time(doc["time"]), (doc.get("source") or {}).get("name") or OTHER,
                call.get("trunk") or NO_TRUNK, call.get("direction") or "unknown", category, answered,
                sip if isinstance(sip, int) else None, q850 if isinstance(q850, int) else None,
-               _talk(answered, call.get("billsec_s"), call.get("duration_s")),
+               talk_time(answered, call.get("billsec_s"), call.get("duration_s")),
                float(pdd) if isinstance(pdd, int | float) else None, call.get("to"))

@@ -59,7 +59,7 @@ class TrunkMonitor:
         destinations = Destinations(cfg.destinations) if cfg.destinations.enabled else None
         self.stats = RollingStats(load_classes(cfg.classes), windows=self._windows(cfg), max_groups=cfg.max_groups,
                                   destinations=destinations, clock=self.clock,
-                                  resolution=cfg.resolution_s)
+                                  resolution=cfg.resolution_s, read_often=self._rule_windows(cfg))
         self.stats.on_overflow = lambda _key: metrics.TRUNK_OVERFLOW.inc()
         describe = cause_texts(translator_of) if translator_of is not None else None
         self.engine = AlertEngine(cfg.rules, self.stats, describe=describe, clock=self.clock)
@@ -75,13 +75,17 @@ class TrunkMonitor:
         self.batch = BatchCounter(self)
 
     @staticmethod
-    def _windows(cfg: TrunksConfig) -> tuple[float, ...]:
-        spans = set(cfg.windows)
+    def _rule_windows(cfg: TrunksConfig) -> set[float]:
+        spans = set()
         for rule in cfg.rules:
             spans.add(rule.window_s)
             if rule.baseline_s:
                 spans.add(rule.baseline_s)
-        return tuple(sorted(spans))
+        return spans
+
+    @classmethod
+    def _windows(cls, cfg: TrunksConfig) -> tuple[float, ...]:
+        return tuple(sorted(set(cfg.windows) | cls._rule_windows(cfg)))
 
     # --- counting ------------------------------------------------------------------------
 
@@ -90,8 +94,9 @@ class TrunkMonitor:
         self.batch.observe(records)
 
     def observe_one(self, leg: Leg) -> None:
-        """Count one live leg, leg by leg: what `observe_batch` does for the legs it cannot
+        """Count one live leg, leg by leg: what `observe` does for the legs it cannot
         count in bulk (and what it must give the same figures as)."""
+        self.batch.apply()          # legs gathered in bulk go first; the bulk path's slots may change
         if self.event_time:
             if self._next_eval is None or leg.time >= self._next_eval:
                 self.advance(leg.time)

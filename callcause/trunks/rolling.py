@@ -100,30 +100,48 @@ class Group:
     def add(self, leg: Leg, table: ClassTable) -> bool:
         t = leg.time
         index = int(t // self.width)
-        if index == self.cur_index:
-            self.cur_totals.add(leg, table)  # type: ignore[union-attr]
-            if t > self.last:
-                self.last = t
-            return True
-        fine = self.series[0]
-        if fine.buckets and fine.buckets[-1][0] == index:
-            fine.buckets[-1][1].add(leg, table)
+        totals = self.cur_totals if index == self.cur_index else self.newest(index)
+        if totals is None:
+            return self._add_older(leg, index, table)
+        totals.add(leg, table)
+        if t > self.last:
+            self.last = t
+        return True
+
+    def newest(self, index: int) -> Totals | None:
+        """The fine bucket `index` made the current one, when it is the newest bucket or begins
+        after all of them (opened here); None when a leg of that time is older than that.
+        `batch.py` opens buckets with it too, so counting in bulk opens them exactly like this."""
+        fine = self.series[0].buckets
+        if fine and fine[-1][0] == index:
+            totals = fine[-1][1]
+        elif index > self.closed_upto and (not fine or index > fine[-1][0]):
+            self._close_before(index)
+            totals = Totals()
+            fine.append((index, totals))
         else:
-            if fine.buckets and index < fine.buckets[0][0]:
-                return False        # older than the finest series: too late to place exactly
-            totals = fine.bucket(index) if fine.buckets and index < fine.buckets[-1][0] else None
-            if totals is None:
-                self._close_before(index)
-                totals = Totals()
-                fine.buckets.append((index, totals))
-            totals.add(leg, table)
-            if index <= self.closed_upto:       # a late leg in a closed bucket
-                for run in self.running.values():
-                    if index >= run.lo:
-                        run.totals.add(leg, table)
+            return None
+        self.cur_index, self.cur_totals = index, totals
+        return totals
+
+    def _add_older(self, leg: Leg, index: int, table: ClassTable) -> bool:
+        """A leg behind the newest bucket: into its bucket if the finest series still has it."""
+        fine = self.series[0]
+        if fine.buckets and index < fine.buckets[0][0]:
+            return False        # older than the finest series: too late to place exactly
+        totals = fine.bucket(index) if fine.buckets and index < fine.buckets[-1][0] else None
+        if totals is None:
+            self._close_before(index)
+            totals = Totals()
+            fine.buckets.append((index, totals))
+        totals.add(leg, table)
+        if index <= self.closed_upto:       # a late leg in a closed bucket
+            for run in self.running.values():
+                if index >= run.lo:
+                    run.totals.add(leg, table)
         if fine.buckets[-1][0] == index:
             self.cur_index, self.cur_totals = index, fine.buckets[-1][1]
-        self.last = max(self.last, t)
+        self.last = max(self.last, leg.time)
         return True
 
     def _close_before(self, index: int) -> None:
@@ -191,7 +209,7 @@ class Group:
                 break
             run.totals.subtract(totals)
             run.lo = index + 1
-        out = Totals().merge(run.totals, causes)
+        out = run.totals.copy(causes)
         for index, totals in reversed(buckets):    # the open buckets
             if index <= self.closed_upto or (index + 1) * width <= start:
                 break
@@ -209,12 +227,16 @@ class RollingStats:
 
     def __init__(self, classes: ClassTable | None = None, *, windows: Iterable[float] = DEFAULT_WINDOWS,
                  max_groups: int = 1000, destinations: Destinations | None = None,
-                 clock: Callable[[], float] = time.time, resolution: int = BASE_WIDTH) -> None:
+                 clock: Callable[[], float] = time.time, resolution: int = BASE_WIDTH,
+                 read_often: Iterable[float] | None = None) -> None:
         self.classes = classes or load_classes()
         self.windows = tuple(sorted(set(windows)))
         self.longest = max(self.windows)
         self.plan = series_plan(self.windows, resolution)
-        self.fast_spans = [w for w in self.windows if w <= self.plan[0][1]]   # served by the finest series
+        # a running sum for each window read at every evaluation (the rules' windows; by default
+        # all), if the finest series serves it: keeping one costs two merges per closed bucket
+        often = self.windows if read_often is None else sorted(set(read_often))
+        self.fast_spans = [w for w in often if w <= self.plan[0][1]]
         self.resolution = resolution
         self.max_groups = max_groups
         self.destinations = destinations

@@ -32,6 +32,8 @@ class Scope:
     direction: tuple[str, ...] = ()
 
     def matches(self, key: GroupKey) -> bool:
+        if not (self.source or self.trunk or self.direction):
+            return True          # the usual case, checked for every group at every evaluation
         return all(not globs or any(fnmatch.fnmatchcase(value, g) for g in globs)
                    for globs, value in ((self.source, key.source), (self.trunk, key.trunk),
                                         (self.direction, key.direction)))

@@ -88,6 +88,17 @@ class Totals:
         elif self.first is None or t < self.first:
             self.first = t
 
+    def copy(self, causes: bool = True) -> Totals:
+        """A copy to add to (a window starts from a running sum): cheaper than merging into a
+        new `Totals`, and the rules read a window of every group at every evaluation."""
+        out = Totals.__new__(Totals)
+        out.attempts, out.answered, out.cats = self.attempts, self.answered, self.cats.copy()
+        out.seer_counted, out.seer_effective = self.seer_counted, self.seer_effective
+        out.talk_s, out.talk_n, out.pdd_s, out.pdd_n = self.talk_s, self.talk_n, self.pdd_s, self.pdd_n
+        out.causes = self.causes.copy() if causes else {}
+        out.first, out.last = self.first, self.last
+        return out
+
     def merge(self, other: Totals, causes: bool = True) -> Totals:
         """Add `other` into this; `causes=False` skips the cause counts (a rule that only
         needs the ratios reads windows that way, which is several times cheaper)."""
@@ -138,13 +149,16 @@ class Totals:
         return {CATEGORIES[i]: n for i, n in enumerate(self.cats) if n}
 
     def classes(self, table: ClassTable) -> dict[str, int]:
-        """Legs per NER class (effective, network, caller, excluded)."""
-        out: dict[str, int] = {}
-        for i, n in enumerate(self.cats):
+        """Legs per NER class (effective, network, caller, excluded), the classes with legs."""
+        out = {}
+        for cls in table.positions:
+            n = self.in_class(cls, table)
             if n:
-                cls = table.ner_class(CATEGORIES[i])
-                out[cls] = out.get(cls, 0) + n
+                out[cls] = n
         return out
+
+    def in_class(self, cls: str, table: ClassTable) -> int:
+        return sum(map(self.cats.__getitem__, table.positions[cls]))
 
     def share(self, categories: frozenset[str] | set[str]) -> float | None:
         """The share of attempts that ended in one of `categories`."""
@@ -168,9 +182,8 @@ class Totals:
         """One figure by its name in the rules, without building all of them (rules read
         one figure of every group at every evaluation)."""
         if figure == "ner":
-            classes = self.classes(table)
-            effective = classes.get("effective", 0)
-            return _ratio(effective, effective + classes.get("network", 0))
+            effective = self.in_class("effective", table)
+            return _ratio(effective, effective + self.in_class("network", table))
         if figure == "asr":
             return _ratio(self.answered, self.attempts)
         if figure == "seer":
