@@ -264,8 +264,9 @@ def inferred_reason(h: Mapping[str, str], version: str | None) -> ReasonHeader |
 
 
 # Every event header the source reads (clues_from_event and _on_event): the reader cuts only
-# these out of an event (client.HeaderPicker). A test reads the fixtures through a mapping that
-# records each key asked for, so a header read here but missing from this list fails the suite.
+# these out of an event (headers.HeaderPicker). A test reads the fixtures, and an empty event,
+# through a mapping that records each key clues_from_event asks for, so a header read there but
+# missing from this list fails the suite.
 READ_HEADERS = (
     "Event-Name", "Event-Date-Timestamp", "Event-Sequence", "Core-UUID", "FreeSWITCH-Version",
     "Unique-ID", "Caller-Unique-ID", "Other-Leg-Unique-ID", "Channel-Call-UUID", "Channel-Name",
