@@ -1,7 +1,8 @@
 """The log sink: one JSON line per record in a file, one readable line per record on stdout.
 
-Each record is written with a single `write` of one complete line and flushed, so readers
-(and other processes appending) never see a partial line. The file is reopened on SIGHUP
+The records the pipeline hands over together are written with a single `write` of complete
+lines (O_APPEND), so other processes appending never interleave with a line; a write cut short
+(a full disk) is completed on the pipeline's retry, never repeated. The file is reopened on SIGHUP
 (`reopen()`) and whenever logrotate moved or deleted it (its inode changed).
 """
 
