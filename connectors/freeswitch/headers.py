@@ -145,10 +145,11 @@ class HeaderPicker:
     parse. The dispatching headers (`Event-Name`, `Event-Subclass`) are always picked.
     """
 
-    ALWAYS = ("Event-Name", "Event-Subclass", "Content-Length")
+    ALWAYS = ("Event-Name", "Event-Subclass")
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names: tuple[str, ...] = tuple(sorted(set(names) | set(self.ALWAYS)))
+        self._wanted = frozenset(self.names)
         self._blank = len(self.names)   # the index of the blank-line pattern
         self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._finder = AhoCorasick([f"\n{n}: " for n in self.names] + ["\n\n"], matchkind=MATCHKIND_LEFTMOST_FIRST)
@@ -167,7 +168,7 @@ class HeaderPicker:
             return None
         raw = PickedHeaders()
         name, sep, value = text[: text.find("\n")].partition(": ")
-        if sep and name in self.names:
+        if sep and name in self._wanted:
             raw[name] = value
         names, blank = self.names, self._blank
         for index, _, start in matches[:-1]:
