@@ -1,6 +1,6 @@
 """ESL ingest: hangup events per second through a bare greenswitch client vs callcause end to end.
 
-Run: python bench/esl_ingest.py [--events 20000] [--many 50,200] [--rate 1000] [--seconds 10]
+Run: python bench/esl_ingest.py [--events 20000] [--many 50,200] [--rate 1000] [--seconds 10] [--trunk-health]
 
 A FreeSWITCH simulator in a separate process sends realistic CHANNEL_HANGUP_COMPLETE events
 (the real 1.10 captures, 5-9 KB with all channel variables, every id rewritten per copy) as
@@ -14,6 +14,11 @@ fast as the client takes them. In the same run it measures:
   (d) many sources (`--many`): that many FreeSWITCH sources in one daemon (pipeline and JSON
       Lines sink), the simulator pacing `--rate` records/s in all for `--seconds`; prints the
       longest loop stall, RSS and the thread count.
+
+  (e) with `--trunk-health`: (b) with trunk health on and off (the default rules, on the wall
+      clock as in `callcause run`), alternating: what trunk health costs the daemon end to end.
+
+Events carry the time the run starts (as live events carry the present), ids fresh per copy.
 
 Goals: (b) >= 1.2 x (a) and >= 6,000 records/s; longest loop stall <= 20 ms at a paced 1,000
 records/s from 50 sources. (a) and (b) alternate `--rounds` times and the best of each is
@@ -49,13 +54,16 @@ def template_frames() -> list[bytes]:
 
 def serve(conn, count: int) -> None:  # type: ignore[no-untyped-def]
     """Child process: an ESL server that sends `count` events to each new subscriber."""
-    from callcause.connectors.simulator.esl import EslServer, with_fresh_ids
+    from callcause.connectors.simulator.esl import EslServer, with_fresh_ids, with_fresh_time
 
     templates = template_frames()
     frames: list[bytes] = []
     while len(frames) < count:
         frames += with_fresh_ids(templates)
-    frames = frames[:count]
+    # stamped with the time the run starts, as live events are: trunk health (e) counts legs of
+    # the last minutes in their windows, and would take its slow path for years-old legs
+    now = time.time()
+    frames = [with_fresh_time(f, now) for f in frames[:count]]
     with EslServer(PASSWORD) as server:
         conn.send((server.port, sum(map(len, frames)) / len(frames)))
         served = 0
@@ -199,8 +207,8 @@ def bare_greenswitch(port: int, count: int) -> float:
     return result["rate"]
 
 
-async def callcause_end_to_end(port: int, count: int, out: Path,
-                               pipeline_on: bool) -> tuple[float, float, float]:
+async def callcause_end_to_end(port: int, count: int, out: Path, pipeline_on: bool,
+                               trunk_health: bool = False) -> tuple[float, float, float]:
     """(records or events)/s, the longest loop stall and the longest garbage-collector pause,
     for the source with or without the pipeline."""
     from callcause.config import Secret
@@ -218,7 +226,14 @@ async def callcause_end_to_end(port: int, count: int, out: Path,
     pipeline = None
     if pipeline_on:
         sink = LogSink(LogConfig(path=str(out), stdout="off"), "en")
-        pipeline = Pipeline(Translator.default(), [sink])
+        translator = Translator.default()
+        pipeline = Pipeline(translator, [sink])
+        if trunk_health:   # as `callcause run` wires it, with the default rules
+            from callcause.trunks.monitor import TrunkMonitor
+            from callcause.trunks.settings import TrunksConfig
+
+            monitor = TrunkMonitor(TrunksConfig(), sinks=[sink], translator_of=lambda: translator)
+            pipeline.observers.append(monitor.observe)
         await pipeline.start_sinks()
 
         def on_record(record) -> None:  # type: ignore[no-untyped-def]
@@ -272,6 +287,8 @@ def main() -> None:
                         "(d) only, (a)-(c) are skipped")
     parser.add_argument("--rate", type=float, default=1000.0, help="records/s in all for (d)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of (d)")
+    parser.add_argument("--trunk-health", action="store_true",
+                        help="also (e): (b) with trunk health on and off, alternating, best of each")
     parser.add_argument("--hub", choices=("shared", "thread"), default="shared",
                         help="FreeSWITCH sessions in one shared gevent hub (the daemon's way) or a thread each")
     args = parser.parse_args()
@@ -306,6 +323,11 @@ def main() -> None:
                 lines = sum(1 for _ in out.open())
                 assert lines == args.events, f"{lines} records written for {args.events} events"
             c, stall_c, gc_c = asyncio.run(callcause_end_to_end(port, args.events, out, False))
+            health: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.rounds if args.trunk_health else 0):
+                for on in (False, True):
+                    out.unlink(missing_ok=True)
+                    health[on].append(asyncio.run(callcause_end_to_end(port, args.events, out, True, on))[0])
     finally:
         parent.send("stop")
         proc.join(10)
@@ -317,6 +339,10 @@ def main() -> None:
     print(f"(c) callcause source only (no pipeline) : {c:10,.0f} events/s  ratio c/a = {c / a:.2f}")
     print(f"longest asyncio loop stall: {stall_c * 1000:.1f} ms with the ESL thread alone (goal <= 20 ms); "
           f"{stall_b * 1000:.1f} ms end to end (includes the pipeline's own work on the loop)")
+    if args.trunk_health:
+        off, on = max(health[False]), max(health[True])
+        print(f"(e) (b) with trunk health off / on     : {off:10,.0f} / {on:,.0f} records/s, "
+              f"on / off = {on / off:.1%} (best rounds)")
     print(f"longest garbage-collector pause during (c): {gc_c * 1000:.1f} ms (a full collection holds the GIL "
           "and so stops the loop too)")
 
