@@ -23,6 +23,7 @@ from callcause.connectors.asterisk.protocol import AmiManager, AmiProtocol
 from callcause.errors import ConfigError
 from callcause.pipeline import Emit, Source
 from callcause.problems import ProblemLog
+from callcause.tls import client_context
 
 log = logging.getLogger("callcause.connectors.ami")
 
@@ -140,13 +141,7 @@ class AmiSource(Source):
 
     def _ssl(self) -> ssl.SSLContext | bool:
         tls = self.cfg.tls
-        if not tls.enabled:
-            return False
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
-        if not tls.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_context(tls.ca_file, tls.verify) if tls.enabled else False
 
     async def run(self, emit: Emit) -> None:
         settings = CorrelatorSettings(

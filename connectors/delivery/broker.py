@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from callcause.config import Secret, Section
 from callcause.connectors.delivery.dispatcher import Delivery, DeliveryOptions, parse_tls
+from callcause.tls import client_context
 
 # the fields a topic or routing-key template may use, and where a document keeps them: a
 # record (call.hangup), else a trunk alert (trunk.alert, whose `scope` names the trunk)
@@ -60,13 +61,7 @@ class BrokerOptions(DeliveryOptions):
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context of an encrypted url (None for a plain one); verification is on
         unless `tls.verify: false`."""
-        if not self.tls:
-            return None
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        if not self.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_context(self.ca_file, self.tls_verify) if self.tls else None
 
 
 def parse_broker(sec: Section, cfg: BrokerOptions, *, schemes: dict[str, tuple[int, bool]], example: str) -> None:

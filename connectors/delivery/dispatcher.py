@@ -35,6 +35,7 @@ from callcause.pii import PiiPolicy, parse_pii
 from callcause.pipeline import Sink
 from callcause.problems import ProblemLog
 from callcause.record import CATEGORIES, RECORD_TYPE, SEVERITIES, CauseRecord, iso_time
+from callcause.tls import client_context
 
 BATCH_TYPE = "call.hangup.batch"
 T = TypeVar("T")
@@ -147,7 +148,7 @@ def parse_tls(sec: Section) -> tuple[bool, str | None]:
     ca_file = tls.str("ca_file", None)
     if ca_file is not None:
         try:
-            ssl.create_default_context(cafile=ca_file)
+            client_context(ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise tls.error("ca_file", f"cannot load the CA bundle {ca_file!r}: {exc}",
                             fix="point it to a PEM file with the CA certificate(s)") from None

@@ -33,6 +33,7 @@ from callcause.connectors.delivery.dispatcher import (
     outbox_path,
     parse_delivery_options,
 )
+from callcause.tls import warn_unverified
 
 log = logging.getLogger("callcause.amqp")
 
@@ -95,8 +96,7 @@ class AmqpTransport:
 
     async def open(self) -> None:
         if self.cfg.tls and not self.cfg.tls_verify:
-            log.warning("amqp %s: TLS certificate verification is off (tls.verify: false); anyone on "
-                        "the path can read and alter the records", self.cfg.name)
+            warn_unverified(log, f"amqp {self.cfg.name}")
         with contextlib.suppress(ConnectionError):
             await self._connected()
 

@@ -37,6 +37,7 @@ from callcause.connectors.delivery.dispatcher import (
     parse_delivery_options,
 )
 from callcause.record import iso_time
+from callcause.tls import warn_unverified
 
 log = logging.getLogger("callcause.mqtt")
 
@@ -114,8 +115,7 @@ class MqttTransport:
             log.warning("mqtt %s: qos 0 has no acknowledgement; a record the broker loses is lost "
                         "(the outbox counts it delivered once written to the socket)", self.cfg.name)
         if self.cfg.tls and not self.cfg.tls_verify:
-            log.warning("mqtt %s: TLS certificate verification is off (tls.verify: false); anyone on "
-                        "the path can read and alter the records", self.cfg.name)
+            warn_unverified(log, f"mqtt {self.cfg.name}")
         # connect now if the broker is there; if not, deliveries retry and connect later
         with contextlib.suppress(aiomqtt.MqttError):
             await self._connected()

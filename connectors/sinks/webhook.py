@@ -34,6 +34,7 @@ from callcause.connectors.delivery.dispatcher import (
     parse_delivery_options,
     parse_tls,
 )
+from callcause.tls import client_context, warn_unverified
 
 log = logging.getLogger("callcause.webhook")
 
@@ -196,12 +197,11 @@ class HttpTransport:
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.cfg.tls_verify:
             return False
-        return ssl.create_default_context(cafile=self.cfg.ca_file)
+        return client_context(self.cfg.ca_file)
 
     async def open(self) -> None:
         if urlsplit(self.cfg.url).scheme == "https" and not self.cfg.tls_verify:
-            log.warning("webhook %s: TLS certificate verification is off (tls.verify: false); anyone on "
-                        "the path can read and alter the records", self.cfg.name)
+            warn_unverified(log, f"webhook {self.cfg.name}")
         connector = aiohttp.TCPConnector(limit=self.cfg.concurrency, ssl=self._ssl(), keepalive_timeout=30)
         headers = {"user-agent": f"callcause/{__version__}"}
         headers.update({k: v.reveal() for k, v in self.cfg.headers.items()})
