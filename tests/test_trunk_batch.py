@@ -70,8 +70,8 @@ def test_bulk_counting_equals_leg_by_leg(translator, destinations, every):
 
 
 def test_bulk_counting_equals_leg_by_leg_on_the_wall_clock(translator):
-    """The daemon's mode: evaluations follow an injected clock, which here runs a little behind
-    the legs' times (a PBX clock ahead of ours), so legs roll the buckets too."""
+    """The daemon's mode: evaluations and rolls follow an injected clock, which here runs a
+    little behind the legs' times (a PBX clock ahead of ours)."""
     records = stream(translator, n=3000, seed=4)
     now = [records[0].clues.ended_at]
     bulk = TrunkMonitor(TrunksConfig(max_groups=60), translator_of=lambda: translator, clock=lambda: now[0])
@@ -85,6 +85,29 @@ def test_bulk_counting_equals_leg_by_leg_on_the_wall_clock(translator):
 
     compare(records, bulk, one, tick)
     assert bulk.stats.late_legs and bulk.events
+
+
+def test_a_pbx_clock_ahead_of_ours_keeps_legs_on_the_bulk_path(translator):
+    """On the wall clock, legs whose times run a minute ahead of the clock are counted in bulk:
+    the clock, not their times, says when buckets roll. Before, every such leg tried a roll the
+    clock did not allow yet and went leg by leg."""
+    records = []
+    for i in range(2000):
+        sip, q850, answered = KINDS[i % len(KINDS)]
+        clues = HangupClues(source_name="pbx-1", source_kind="freeswitch", leg_id=f"l{i}", direction="outbound",
+                            trunk=f"carrier-{i % 10}", answered=answered, sip_code=sip, q850=q850,
+                            duration_s=60.0 if answered else 0.0, ended_at=1_800_000_000.0 + i / 10)
+        records.append(CauseRecord(clues, translator.explain(clues), translator.texts))
+    now = [0.0]
+    m = TrunkMonitor(TrunksConfig(), translator_of=lambda: translator, clock=lambda: now[0])
+    one_by_one = []
+    observe_one = m.observe_one
+    m.observe_one = lambda leg: (one_by_one.append(leg), observe_one(leg))   # type: ignore[method-assign]
+    for i in range(0, len(records), 50):
+        now[0] = records[i].clues.ended_at - 60.0
+        m.observe(records[i:i + 50])
+    assert len(one_by_one) == 10          # each group's first leg
+    assert sum(m.stats.window(key, 3600, now=now[0] + 60.0).attempts for key in m.stats.groups) == len(records)
 
 
 def compare(records: list[CauseRecord], bulk: TrunkMonitor, one: TrunkMonitor, tick=None) -> None:

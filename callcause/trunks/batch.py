@@ -126,9 +126,13 @@ class BatchCounter:
     def limit(self) -> float:
         monitor = self.monitor
         if self._limit is None:
-            next_eval = monitor._next_eval if monitor.event_time else math.inf
-            self._limit = -math.inf if next_eval is None else \
-                min(next_eval, first_roll_time(monitor.stats._rolled_at, monitor.stats.resolution))
+            if not monitor.event_time:
+                self._limit = math.inf     # the clock evaluates and rolls (`observe`), not the legs
+            elif monitor._next_eval is None:
+                self._limit = -math.inf
+            else:
+                self._limit = min(monitor._next_eval, first_roll_time(monitor.stats._rolled_at,
+                                                                      monitor.stats.resolution))
         return self._limit
 
     def slot(self, key: tuple, record: CauseRecord) -> Slot | None:
@@ -184,6 +188,9 @@ class BatchCounter:
         slots = self.slots
         get = slots.get
         event_time, latest = monitor.event_time, monitor._latest
+        stats = monitor.stats
+        if not event_time and monitor.clock() - stats._rolled_at >= stats.resolution:
+            stats.roll()    # what `RollingStats.add` would do at this batch's first leg
 
         for record in records:
             c = record.clues

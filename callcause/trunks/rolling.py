@@ -228,7 +228,7 @@ class RollingStats:
     def __init__(self, classes: ClassTable | None = None, *, windows: Iterable[float] = DEFAULT_WINDOWS,
                  max_groups: int = 1000, destinations: Destinations | None = None,
                  clock: Callable[[], float] = time.time, resolution: int = BASE_WIDTH,
-                 read_often: Iterable[float] | None = None) -> None:
+                 read_often: Iterable[float] | None = None, roll_by_legs: bool = True) -> None:
         self.classes = classes or load_classes()
         self.windows = tuple(sorted(set(windows)))
         self.longest = max(self.windows)
@@ -247,6 +247,10 @@ class RollingStats:
         self.on_overflow: Callable[[GroupKey], None] | None = None
         self._warned = False
         self._rolled_at = -math.inf
+        # when to roll: once a leg's own time is a bucket past the last roll (replays, where the
+        # clock is the newest leg's time), or once the clock is (the daemon: a PBX clock running
+        # ahead of ours must not make every leg try a roll that the clock says is not due yet)
+        self.roll_by_legs = roll_by_legs
         # legs counted in bulk but not yet in their buckets are added before any read
         self.before_read: Callable[[], None] | None = None
 
@@ -273,7 +277,7 @@ class RollingStats:
                 group = self.groups[key] = Group(key, self.plan, self.fast_spans)
         if not group.add(leg, self.classes):
             self.late_legs += 1
-        if leg.time - self._rolled_at >= self.resolution:
+        if (leg.time if self.roll_by_legs else self.clock()) - self._rolled_at >= self.resolution:
             self.roll()      # keeps memory bounded even when nobody reads the figures
         return key
 
