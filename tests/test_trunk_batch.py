@@ -52,8 +52,16 @@ def stream(translator: Translator, n: int = 6000, seed: int = 3) -> list[CauseRe
 def state(m: TrunkMonitor) -> tuple:
     snap = m.snapshot()
     legs = dict(sorted(m.counts.legs.items(), key=repr))
-    return (snap, [e.data() for e in m.events], legs, dict(m.counts.pdd), dict(m.counts.talk),
-            m.stats.overflow_legs, m.stats.late_legs)
+    # the histograms' bucket counts exactly; their sums (`_sum` in Prometheus) are added per
+    # slot in bulk, so they may differ from a leg-by-leg sum in the last digits (`sums`)
+    pdd = {k: row[:-1] for k, row in m.counts.pdd.items()}
+    talk = {k: row[:-1] for k, row in m.counts.talk.items()}
+    return (snap, [e.data() for e in m.events], legs, pdd, talk, m.stats.overflow_legs, m.stats.late_legs)
+
+
+def sums(m: TrunkMonitor) -> dict:
+    return {(name, k): row[-1] for name, rows in (("pdd", m.counts.pdd), ("talk", m.counts.talk))
+            for k, row in rows.items()}
 
 
 # evaluating every 25 s, legs roll the buckets between evaluations
@@ -125,9 +133,11 @@ def compare(records: list[CauseRecord], bulk: TrunkMonitor, one: TrunkMonitor, t
         i += size
         if rnd.random() < 0.1:       # reads in between see the same (the /trunks body, a scrape)
             assert state(bulk) == state(one)
+            assert sums(bulk) == pytest.approx(sums(one), rel=1e-12)
     bulk.finish()
     one.finish()
     assert state(bulk) == state(one)
+    assert sums(bulk) == pytest.approx(sums(one), rel=1e-12)
 
 
 def test_first_roll_time_is_exactly_where_the_subtraction_says_so():
@@ -163,3 +173,37 @@ def test_reads_include_legs_counted_in_bulk(translator):
     assert scraped[(key.source, key.trunk, key.direction)] >= answered
     m.observe(records[1:])
     assert m.stats.window(key, 60).attempts == 2 * len(records) - 1
+
+
+def test_histograms_after_bulk_counting(translator):
+    """The PDD and talk-time histograms a scrape shows for legs counted in bulk: every value in
+    its bucket, the sum of the values, and a group's talk histogram at zero before any answer."""
+    m = TrunkMonitor(TrunksConfig(), translator_of=lambda: translator, event_time=True)
+    pdds = [0.3, 0.5, 0.7, 2.5, 2.5, 9.0, 45.0]
+    records = []
+    for i, pdd in enumerate(pdds * 4):
+        trunk, answered = ("talks", True) if i % 2 else ("never-answers", False)
+        clues = HangupClues(source_name="hist", source_kind="freeswitch", leg_id=f"h{i}", direction="outbound",
+                            trunk=trunk, answered=answered, sip_code=200 if answered else 486,
+                            q850=16 if answered else 17, duration_s=float(10 * i) if answered else 0.0,
+                            pdd_s=pdd, ended_at=1_800_000_100.0 + i / 100)
+        records.append(CauseRecord(clues, translator.explain(clues), translator.texts))
+    m.observe(records[:2])             # opens both groups
+    m.observe(records[2:])             # the rest in bulk
+    assert m.batch.pending
+    samples = {(s.name, s.labels.get("trunk"), s.labels.get("le")): s.value for f in COLLECTOR.collect()
+               if f.name in ("callcause_trunk_pdd_seconds", "callcause_trunk_talk_seconds")
+               for s in f.samples if s.labels.get("source") == "hist"}
+    for trunk, parity in (("talks", 1), ("never-answers", 0)):
+        mine = [r.clues for i, r in enumerate(records) if i % 2 == parity]
+        values = [c.pdd_s for c in mine]
+        assert samples[("callcause_trunk_pdd_seconds_count", trunk, None)] == len(values)
+        assert samples[("callcause_trunk_pdd_seconds_sum", trunk, None)] == pytest.approx(sum(values))
+        assert samples[("callcause_trunk_pdd_seconds_bucket", trunk, "0.5")] == sum(v <= 0.5 for v in values)
+        assert samples[("callcause_trunk_pdd_seconds_bucket", trunk, "3.0")] == sum(v <= 3.0 for v in values)
+        assert samples[("callcause_trunk_pdd_seconds_bucket", trunk, "30.0")] == sum(v <= 30.0 for v in values)
+        talks = [c.duration_s for c in mine if c.answered]
+        assert samples[("callcause_trunk_talk_seconds_count", trunk, None)] == len(talks)
+        assert samples[("callcause_trunk_talk_seconds_sum", trunk, None)] == pytest.approx(sum(talks))
+        assert samples[("callcause_trunk_talk_seconds_bucket", trunk, "60.0")] == sum(v <= 60.0 for v in talks)
+    assert samples[("callcause_trunk_talk_seconds_count", "never-answers", None)] == 0

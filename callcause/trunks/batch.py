@@ -5,20 +5,25 @@ a record, close to a tenth of the cheapest pipeline. Almost every leg lands in t
 bucket of a group that already exists, so the bulk path keeps, per group, a `Slot`: that
 bucket and the span of time in which a leg surely lands there with nothing else falling due
 (no evaluation tick, no roll), so one comparison per leg decides it. Such a leg is read
-straight from its record: the values legs share (category, answered, SIP code, Q.850 cause,
-whether talk time and PDD were known) form one small key, counted per slot in a dict, and each
-distinct key is added to the bucket and to the Prometheus counts once, weighted by its count,
-when the slot's bucket changes, when anything reads the figures (a window, a roll, an
-evaluation, a `/metrics` scrape: `RollingStats.before_read` and `TrunkCounts.before_read`) or
-before a leg takes the leg-by-leg path. Only what is unique to a leg (its time, talk time and
-post-dial delay) is added one by one, in record order, so the float sums are the same as
-leg-by-leg counting.
+straight from its record into one key: where it was counted (source, trunk, direction) and
+what kind of leg it was (category, answered, SIP code, Q.850 cause). One dict lookup of that
+key finds a cell, `[slot, count]`: the group's slot and how many such legs it has not yet added
+to its bucket. Each kind is added to the bucket and to the Prometheus counts once, weighted by
+its count, when the slot's bucket changes, when anything reads the figures (a window, a roll,
+an evaluation, a `/metrics` scrape: `RollingStats.before_read` and `TrunkCounts.before_read`)
+or before a leg takes the leg-by-leg path. What is unique to a leg (its time, talk time and
+post-dial delay) goes into the bucket one by one, in record order, so every figure is the same
+as leg-by-leg counting; only the sums of the Prometheus histograms are added per slot, which
+may differ from a leg-by-leg sum in the last digits.
 
 A leg that begins its group's next bucket opens it as `Group.add` would (`Group.newest`), and
 stays on the bulk path. Anything else (a new group, a group beyond the cap, a late leg, a leg
 at or past the next evaluation or roll) first adds what was gathered and then goes through the
 leg-by-leg path, so every figure, alert and metric is exactly what counting one leg at a time
 gives; internal legs are skipped.
+
+In the daemon the wall clock rolls the buckets (checked once per batch) and evaluates the
+rules (`TrunkMonitor.run`); in event time (a replay) the legs' own times do both.
 """
 
 from __future__ import annotations
@@ -38,21 +43,34 @@ if TYPE_CHECKING:
     from callcause.trunks.monitor import TrunkMonitor
 
 
+Kind = tuple[str, bool, int | None, int | None]   # category, answered, SIP code, Q.850 cause
+
+
 class Slot:
     """A group's newest bucket as the bulk path counts into it: a leg with `lo <= time < hi`
-    belongs there, and counting it there is all a leg-by-leg count would do. `gathered` counts
-    the legs not yet added to the bucket, per key (see `BatchCounter.flush_slot`)."""
+    belongs there, and counting it there is all a leg-by-leg count would do. `cells` count the
+    legs not yet added to the bucket, one per kind of leg (see `BatchCounter.cells`).
 
-    __slots__ = ("gathered", "group", "hi", "labels", "lo", "pdd_row", "talk_row", "totals")
+    Talk time and PDD go into the bucket's sums and the group's histogram rows leg by leg; how
+    many there were and what they added up to is read back at the flush from the difference
+    to the marks taken at the last one (`mark`), so a leg does not also add to the rows' sums."""
 
-    def __init__(self, group: Group) -> None:
+    __slots__ = ("cells", "group", "hi", "labels", "lo", "marks", "pdd_row", "talk_row", "totals")
+
+    def __init__(self, group: Group, talk_row: list[float], pdd_row: list[float]) -> None:
         self.group = group
         self.labels: Labels = group.key
         self.totals: Totals | None = None
         self.lo = self.hi = 0.0
-        self.gathered: dict[tuple, int] = {}
-        self.talk_row: list[float] | None = None     # the group's histogram rows, made on first use
-        self.pdd_row: list[float] | None = None
+        self.cells: list[tuple[Kind, list[int]]] = []
+        self.talk_row = talk_row        # the group's histogram rows (bucket counts, +Inf, sum)
+        self.pdd_row = pdd_row
+        self.marks = (0.0, 0.0, 0.0, 0.0)
+
+    def mark(self) -> None:
+        totals = self.totals
+        assert totals is not None
+        self.marks = (totals.talk_s, sum(self.talk_row[:-1]), totals.pdd_s, sum(self.pdd_row[:-1]))
 
 
 def first_roll_time(rolled_at: float, resolution: float) -> float:
@@ -79,7 +97,10 @@ class BatchCounter:
 
     def __init__(self, monitor: TrunkMonitor) -> None:
         self.monitor = monitor
-        self.slots: dict[tuple, Slot] = {}         # per record key (raw source, trunk, direction, ...)
+        # per record key (raw source, trunk, direction, internal, [destination,] kind): the count
+        # of such legs not yet added to the bucket, and the group's slot: `[slot, n]`; one
+        # dict lookup per leg finds both
+        self.cells: dict[tuple, list[Any]] = {}
         self.group_slots: dict[tuple, Slot] = {}   # the same slots per group
         self._limit: float | None = None           # legs from this time on may evaluate or roll
         monitor.stats.before_read = self.apply
@@ -88,28 +109,34 @@ class BatchCounter:
     @property
     def pending(self) -> int:
         """Legs counted in bulk but not yet added to their buckets."""
-        return sum(sum(slot.gathered.values()) for slot in self.group_slots.values())
+        return sum(cell[1] for slot in self.group_slots.values() for _kind, cell in slot.cells)
 
     def flush_slot(self, slot: Slot) -> None:
-        """Add a slot's gathered keys to its bucket and to the counts, each distinct key once.
+        """Add a slot's counts to its bucket and to the Prometheus counts, each kind of leg once.
         Per slot, not all at once, so that a group opening its next bucket leaves the other
         groups gathering: fewer, larger counts."""
-        if not slot.gathered:
+        totals = slot.totals
+        if totals is None:
             return
-        gathered, slot.gathered = slot.gathered, {}
         table = self.monitor.stats.classes
         legs = self.monitor.counts.legs if self.monitor._count_metrics else None
-        totals, labels = slot.totals, slot.labels
-        assert totals is not None
-        for (category, answered, sip, q850, talked, timed), n in gathered.items():
+        labels = slot.labels
+        for (category, answered, sip, q850), cell in slot.cells:
+            n = cell[1]
+            if not n:
+                continue
+            cell[1] = 0
             totals.count(category, answered, sip, q850, n, table)
-            if talked:
-                totals.talk_n += n
-            if timed:
-                totals.pdd_n += n
             if legs is not None:
                 k = (labels, category, answered, sip)
                 legs[k] = legs.get(k, 0) + n
+        talk_s, talk_n, pdd_s, pdd_n = slot.marks
+        talk, pdd = slot.talk_row, slot.pdd_row
+        totals.talk_n += int(sum(talk[:-1]) - talk_n)
+        talk[-1] += totals.talk_s - talk_s
+        totals.pdd_n += int(sum(pdd[:-1]) - pdd_n)
+        pdd[-1] += totals.pdd_s - pdd_s
+        slot.mark()
         group = slot.group
         if totals.last > group.last:
             group.last = totals.last
@@ -119,7 +146,7 @@ class BatchCounter:
         change)."""
         for slot in self.group_slots.values():
             self.flush_slot(slot)
-        self.slots.clear()
+        self.cells.clear()
         self.group_slots.clear()
         self._limit = None
 
@@ -135,7 +162,7 @@ class BatchCounter:
                                                                       monitor.stats.resolution))
         return self._limit
 
-    def slot(self, key: tuple, record: CauseRecord) -> Slot | None:
+    def slot(self, record: CauseRecord, destination: str) -> Slot | None:
         """The slot of a record's leg if the bulk path may count it, else None."""
         c = record.clues
         t = c.ended_at
@@ -143,7 +170,6 @@ class BatchCounter:
         if not t < limit:
             return None
         stats = self.monitor.stats
-        destination = key[4] if len(key) > 4 else ""
         group = stats.groups.get((c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", destination))
         if group is None:
             return None
@@ -151,7 +177,7 @@ class BatchCounter:
         # one key is seen through all
         slot = self.group_slots.get(group.key)
         if slot is None:
-            slot = self.group_slots[group.key] = Slot(group)
+            slot = self.group_slots[group.key] = Slot(group, *self.rows(group.key))
         index = int(t // group.width)
         if index == group.cur_index:
             totals = group.cur_totals
@@ -163,30 +189,26 @@ class BatchCounter:
         if slot.totals is not totals:
             self.flush_slot(slot)
             slot.totals = totals
+            slot.mark()
             slot.lo = float(index * group.width)
             slot.hi = min(float((index + 1) * group.width), limit)
         # the leg's time, as the loop would count it (a new bucket has none to compare with)
         totals.seen(t)
         if t > group.last:
             group.last = t
-        self.slots[key] = slot
         return slot
 
-    def row(self, store: dict[Labels, list[float]], labels: Labels, bounds: tuple[float, ...]) -> list[float]:
-        """A group's histogram row (bucket counts, +Inf, sum); a throwaway one without metrics."""
+    def rows(self, labels: Labels) -> tuple[list[float], list[float]]:
+        """A group's talk-time and PDD histogram rows; throwaway ones without metrics."""
         if not self.monitor._count_metrics:
-            return [0.0] * (len(bounds) + 2)
-        row = store.get(labels)
-        if row is None:
-            row = store[labels] = [0.0] * (len(bounds) + 2)
-        return row
+            return [0.0] * (len(TALK_BUCKETS) + 2), [0.0] * (len(PDD_BUCKETS) + 2)
+        return self.monitor.counts.rows(labels)
 
     def observe(self, records: Sequence[CauseRecord]) -> None:
         monitor = self.monitor
-        counts = monitor.counts
         destinations = monitor.stats.destinations
-        slots = self.slots
-        get = slots.get
+        cells = self.cells
+        get = cells.get
         event_time, latest = monitor.event_time, monitor._latest
         stats = monitor.stats
         if not event_time and monitor.clock() - stats._rolled_at >= stats.resolution:
@@ -194,22 +216,31 @@ class BatchCounter:
 
         for record in records:
             c = record.clues
+            e = record.explanation
+            category = e.category
+            answered = c.answered or category == "answered"
+            sip, q850 = e.sip, e.q850
+            key: tuple[Any, ...] = (c.source_name, c.trunk, c.direction, c.internal, category, answered,
+                                    sip["code"] if sip else None, q850["cause"] if q850 else None)
+            if destinations is not None:
+                key += (destinations.group(c.to_number),)
             t = c.ended_at
-            if destinations is None:
-                key: tuple[Any, ...] = (c.source_name, c.trunk, c.direction, c.internal)
-            else:
-                key = (c.source_name, c.trunk, c.direction, c.internal, destinations.group(c.to_number))
-            slot = get(key)
-            if slot is None or not slot.lo <= t < slot.hi:
+            cell = get(key)
+            if cell is None or not (slot := cell[0]).lo <= t < slot.hi:
                 if c.internal:
                     continue
-                slot = self.slot(key, record)
-                if slot is None:
+                found = self.slot(record, key[8] if destinations is not None else "")
+                if found is None:
                     if event_time and latest > monitor._latest:
                         monitor._latest = latest
-                    monitor.observe_one(leg_from_record(record))   # applies the keys, drops the slots
+                    monitor.observe_one(leg_from_record(record))   # flushes the slots and drops them
                     latest = monitor._latest
                     continue
+                slot = found
+                if cell is None:
+                    cell = cells[key] = [slot, 0]
+                    slot.cells.append((key[4:8], cell))
+            cell[1] += 1
             if t > latest:
                 latest = t
             totals = slot.totals
@@ -217,41 +248,18 @@ class BatchCounter:
                 totals.last = t
             elif t < totals.first:
                 totals.first = t
-            e = record.explanation
-            category = e.category
-            if c.answered or category == "answered":
-                answered = True
+            if answered:
                 talk = c.billsec_s
                 if talk is None:
                     talk = c.duration_s
                 if talk.__class__ is not float:
                     talk = talk_time(True, c.billsec_s, c.duration_s)
-                talked = talk is not None
-                if talked:
+                if talk is not None:
                     totals.talk_s += talk
-                    row = slot.talk_row
-                    if row is None:
-                        row = slot.talk_row = self.row(counts.talk, slot.labels, TALK_BUCKETS)
-                    row[bisect_left(TALK_BUCKETS, talk)] += 1
-                    row[-1] += talk
-            else:
-                answered = talked = False
-            # the same steps as for talk time, written out twice on purpose: a helper call per
-            # leg would cost a good part of what counting in bulk saves
+                    slot.talk_row[bisect_left(TALK_BUCKETS, talk)] += 1
             pdd = c.pdd_s
-            timed = pdd is not None
-            if timed:
+            if pdd is not None:
                 totals.pdd_s += pdd
-                row = slot.pdd_row
-                if row is None:
-                    row = slot.pdd_row = self.row(counts.pdd, slot.labels, PDD_BUCKETS)
-                row[bisect_left(PDD_BUCKETS, pdd)] += 1
-                row[-1] += pdd
-            sip, q850 = e.sip, e.q850
-            # counted here rather than gathered in a list for `Counter`: a key tuple that lives
-            # on until the flush makes the garbage collector run more often over the pipeline
-            k = (category, answered, sip["code"] if sip else None, q850["cause"] if q850 else None, talked, timed)
-            gathered = slot.gathered
-            gathered[k] = gathered.get(k, 0) + 1
+                slot.pdd_row[bisect_left(PDD_BUCKETS, pdd)] += 1
         if event_time and latest > monitor._latest:
             monitor._latest = latest

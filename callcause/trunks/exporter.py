@@ -41,18 +41,23 @@ class TrunkCounts:
         k = (labels, category, answered, sip)
         legs = self.legs
         legs[k] = legs.get(k, 0) + 1
+        talk_row, pdd_row = self.rows(labels)
         if pdd is not None:
-            _observe(self.pdd, labels, PDD_BUCKETS, pdd)
+            pdd_row[bisect.bisect_left(PDD_BUCKETS, pdd)] += 1
+            pdd_row[-1] += pdd
         if talk is not None:
-            _observe(self.talk, labels, TALK_BUCKETS, talk)
+            talk_row[bisect.bisect_left(TALK_BUCKETS, talk)] += 1
+            talk_row[-1] += talk
 
-
-def _observe(store: dict[Labels, list[float]], labels: Labels, bounds: tuple[float, ...], value: float) -> None:
-    row = store.get(labels)
-    if row is None:
-        row = store[labels] = [0.0] * (len(bounds) + 2)     # buckets, +Inf, sum
-    row[bisect.bisect_left(bounds, value)] += 1
-    row[-1] += value
+    def rows(self, labels: Labels) -> tuple[list[float], list[float]]:
+        """A group's talk-time and PDD histogram rows: the bucket counts, +Inf, then the sum.
+        Both are made at the group's first leg, so its histograms are exported (at zero)
+        before any value, as a Prometheus client would for a labelled histogram."""
+        talk = self.talk.get(labels)
+        if talk is None:
+            talk = self.talk[labels] = [0.0] * (len(TALK_BUCKETS) + 2)
+            self.pdd[labels] = [0.0] * (len(PDD_BUCKETS) + 2)
+        return talk, self.pdd[labels]
 
 
 class _Collector:
