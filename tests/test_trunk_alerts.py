@@ -89,6 +89,8 @@ async def test_outage_fires_with_its_causes_and_resolves(tmp_path):
     assert await h.calls(300, 2, 200) == []
     fired = await h.calls(120, 2, 503)
     assert [e.state for e in fired] == ["firing"]
+    # the /trunks body's firing episode names the daemon, as the event does
+    assert [a["instance"] for a in h.monitor.snapshot()["firing"]] == ["pbx-berlin-1"]
     resolved = await h.calls(600, 2, 200)
     assert [e.state for e in resolved] == ["resolved"]
     await h.pipe.close_sinks()

@@ -135,9 +135,10 @@ class AlertEngine:
     """Evaluates `rules` against `stats`; `evaluate()` returns the events it decided."""
 
     def __init__(self, rules: Iterable[Rule], stats: RollingStats, *, describe: Describe | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, instance: str | None = None) -> None:
         self.rules = list(rules)
         self.stats = stats
+        self.instance = instance
         self.describe = describe
         self.clock = clock or stats.clock or time.time
         self.states: dict[tuple[str, GroupKey], _State] = {}
@@ -170,8 +171,10 @@ class AlertEngine:
 
     def _event(self, rule: Rule, key: GroupKey, state: str, now: float, since: float, value: float | None,
                threshold: float, clear: float, baseline: float | None, totals: Totals) -> AlertEvent:
-        return AlertEvent(episode_id(rule.name, key, since), rule, key, state, now, since, value, threshold,
-                          clear, baseline, totals.attempts, behind(rule, totals, self.stats.classes), self.describe)
+        event = AlertEvent(episode_id(rule.name, key, since), rule, key, state, now, since, value, threshold,
+                           clear, baseline, totals.attempts, behind(rule, totals, self.stats.classes), self.describe)
+        event.instance = self.instance     # the episode firing now, as /trunks shows it, names it too
+        return event
 
     @staticmethod
     def _window(group: Group, span: float, now: float, causes: bool, memo: dict[tuple, Totals]) -> Totals:

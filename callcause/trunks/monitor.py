@@ -63,7 +63,7 @@ class TrunkMonitor:
                                   roll_by_legs=event_time)
         self.stats.on_overflow = lambda _key: metrics.TRUNK_OVERFLOW.inc()
         describe = cause_texts(translator_of) if translator_of is not None else None
-        self.engine = AlertEngine(cfg.rules, self.stats, describe=describe, clock=self.clock)
+        self.engine = AlertEngine(cfg.rules, self.stats, describe=describe, clock=self.clock, instance=instance)
         self.sinks = [s for s in sinks if getattr(s, "wants_alerts", False) and hasattr(s, "write_alerts")]
         # the daemon's own log repeats an alert only when no sink writes it
         self.log_events = not self.sinks if log_events is None else log_events
@@ -136,7 +136,6 @@ class TrunkMonitor:
         events = self.engine.evaluate(now)
         self.flush_metrics()
         for event in events:
-            event.instance = self.instance
             labels = (event.rule.name, event.key.source, event.key.trunk)
             metrics.ALERT_FIRING.labels(*labels).set(1 if event.state == "firing" else 0)
             metrics.ALERT_EVENTS.labels(event.rule.name, event.state).inc()
