@@ -202,3 +202,29 @@ def test_config_errors_name_the_key_and_the_fix():
     assert parse(url="mqtts://broker", protocol=5).protocol == "5"
     cfg = parse(url="mqtts://broker", protocol="3.1.1")
     assert (cfg.protocol, cfg.port, cfg.qos, cfg.name) == ("3.1.1", 8883, 1, "mqtt:broker")
+
+
+@pytest.mark.parametrize("status_topic", ["", "callcause/{instance}/status"])
+async def test_a_broker_that_went_away_leaves_no_unread_error_behind(mosquitto, tmp_path, caplog, status_topic):
+    """The broker drops the connection of an idle sink, which then closes: the client's note of
+    the disconnection is read, so asyncio has no "Future exception was never retrieved" to
+    log when the client is collected."""
+    import gc
+
+    s = sink("mqtt", mosquitto.url, tmp_path / "o.db", status_topic=status_topic)
+    transport = s.mqtt
+    await transport.open()
+    client = transport._client
+    assert client is not None
+    mosquitto.stop()
+    for _ in range(200):                      # paho notices the closed socket on its next read
+        if client._disconnected.done():
+            break
+        await asyncio.sleep(0.025)
+    assert client._disconnected.done()
+    del client
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await transport.close()
+        gc.collect()
+        await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

@@ -217,6 +217,13 @@ def _no_delay(client: aiomqtt.Client) -> None:
 async def _quietly_close(client: aiomqtt.Client) -> None:
     with contextlib.suppress(aiomqtt.MqttError, RuntimeError, OSError):
         await client.__aexit__(None, None, None)
+    # aiomqtt keeps a dropped connection as the exception of a future that only a publish or a
+    # reader retrieves; closed without either, asyncio would log "Future exception was never
+    # retrieved" with a bare MqttCodeError when the client is collected. The drop was already
+    # handled (and logged) by whoever closes it.
+    gone = getattr(client, "_disconnected", None)
+    if isinstance(gone, asyncio.Future) and gone.done() and not gone.cancelled():
+        gone.exception()
 
 
 class MqttSink(OutboxSink):
