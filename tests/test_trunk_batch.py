@@ -207,3 +207,26 @@ def test_histograms_after_bulk_counting(translator):
         assert samples[("callcause_trunk_talk_seconds_sum", trunk, None)] == pytest.approx(sum(talks))
         assert samples[("callcause_trunk_talk_seconds_bucket", trunk, "60.0")] == sum(v <= 60.0 for v in talks)
     assert samples[("callcause_trunk_talk_seconds_count", "never-answers", None)] == 0
+
+
+def test_metrics_keep_the_group_cap_over_changing_trunks(translator, caplog):
+    """Groups idle for longer than the longest window are forgotten by the figures, and new ones
+    take their place; the Prometheus counts, which never forget, stay within the same cap."""
+    m = TrunkMonitor(TrunksConfig(max_groups=3), translator_of=lambda: translator, event_time=True)
+    t, records = 1_800_000_000.0, []
+    for hour, trunks in enumerate((["a", "b", "c"], ["d", "e", "f"], ["a", "g"])):
+        for i in range(60):
+            clues = HangupClues(source_name="pbx-1", source_kind="freeswitch", leg_id=f"c{hour}-{i}",
+                                direction="outbound", trunk=trunks[i % len(trunks)], answered=True, sip_code=200,
+                                q850=16, duration_s=30.0, pdd_s=1.0, ended_at=t + 7200 * hour + i)
+            records.append(CauseRecord(clues, translator.explain(clues), translator.texts))
+    for i in range(0, len(records), 16):
+        m.observe(records[i:i + 16])
+    m.finish()
+    assert {k.trunk for k in m.stats.groups} == {"a", "g"}        # the figures forgot the rest
+    m.counts.before_read()
+    labels = {k[0] for k in m.counts.legs}
+    assert {tuple(k)[:3] for k in labels} == {("pbx-1", t, "outbound") for t in "abc"} | {("other",) * 3}
+    assert sum(m.counts.legs.values()) == len(records)
+    assert sum(sum(row[:-1]) for row in m.counts.talk.values()) == len(records)
+    assert caplog.text.count("counted as 'other'") == 1

@@ -57,9 +57,9 @@ class Slot:
 
     __slots__ = ("cells", "group", "hi", "labels", "lo", "marks", "pdd_row", "talk_row", "totals")
 
-    def __init__(self, group: Group, talk_row: list[float], pdd_row: list[float]) -> None:
+    def __init__(self, group: Group, labels: Labels, talk_row: list[float], pdd_row: list[float]) -> None:
         self.group = group
-        self.labels: Labels = group.key
+        self.labels = labels            # what the Prometheus counts call the group
         self.totals: Totals | None = None
         self.lo = self.hi = 0.0
         self.cells: list[tuple[Kind, list[int]]] = []
@@ -177,7 +177,7 @@ class BatchCounter:
         # one key is seen through all
         slot = self.group_slots.get(group.key)
         if slot is None:
-            slot = self.group_slots[group.key] = Slot(group, *self.rows(group.key))
+            slot = self.group_slots[group.key] = Slot(group, *self.counted(group.key))
         index = int(t // group.width)
         if index == group.cur_index:
             totals = group.cur_totals
@@ -198,11 +198,14 @@ class BatchCounter:
             group.last = t
         return slot
 
-    def rows(self, labels: Labels) -> tuple[list[float], list[float]]:
-        """A group's talk-time and PDD histogram rows; throwaway ones without metrics."""
+    def counted(self, key: Labels) -> tuple[Labels, list[float], list[float]]:
+        """A group's labels in the Prometheus counts and its talk-time and PDD histogram rows;
+        throwaway rows without metrics."""
+        counts = self.monitor.counts
         if not self.monitor._count_metrics:
-            return [0.0] * (len(TALK_BUCKETS) + 2), [0.0] * (len(PDD_BUCKETS) + 2)
-        return self.monitor.counts.rows(labels)
+            return key, [0.0] * (len(TALK_BUCKETS) + 2), [0.0] * (len(PDD_BUCKETS) + 2)
+        labels = counts.labels(key)
+        return (labels, *counts.rows(labels))
 
     def observe(self, records: Sequence[CauseRecord]) -> None:
         monitor = self.monitor

@@ -9,6 +9,7 @@ reads the same numbers at scrape time instead, so the hot path is a few dict inc
 from __future__ import annotations
 
 import bisect
+import logging
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -16,18 +17,28 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from callcause.trunks.classes import ClassTable
+from callcause.trunks.legs import OTHER, GroupKey
 
 PDD_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0)
 TALK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 Labels = tuple[str, ...]               # a group key: source, trunk, direction (, destination)
+OTHER_LABELS: Labels = GroupKey(OTHER, OTHER, OTHER)
+log = logging.getLogger("callcause.trunks")
 
 
 class TrunkCounts:
-    """The cumulative counts of one monitor, per group key (capped by its group limit); the
-    destination part of a key, if any, is summed away at export to keep the labels bounded."""
+    """The cumulative counts of one monitor, per group key; the destination part of a key, if
+    any, is summed away at export to keep the labels bounded.
 
-    def __init__(self, classes: ClassTable) -> None:
+    Counters never forget a group, while the figures forget one idle for longer than the
+    longest window and may then take in a new one: over months of changing trunk names the
+    counts would keep every group ever seen. So they have a cap of their own, the group cap:
+    beyond it, a group never counted before is counted as `other`, logged once."""
+
+    def __init__(self, classes: ClassTable, max_groups: int | None = None) -> None:
         self.classes = classes
+        self.max_groups = max_groups
+        self.known: set[Labels] = set()
         # (labels, category, answered, SIP code): one dict update per leg; the SEER split is
         # derived from the code at export
         self.legs: dict[tuple[Labels, str, bool, int | None], int] = {}
@@ -36,8 +47,22 @@ class TrunkCounts:
         self.before_read: Callable[[], None] | None = None    # adds legs counted in bulk
         COLLECTOR.sources.add(self)
 
+    def labels(self, key: Labels) -> Labels:
+        """The labels a group is counted under: its own, or `other` beyond the cap."""
+        if key in self.known:
+            return key
+        if self.max_groups is not None and len(self.known) >= self.max_groups and key != OTHER_LABELS:
+            if OTHER_LABELS not in self.known:
+                log.warning("trunk metrics: more than %d groups counted since start; %s and any further new "
+                            "ones are counted as 'other' (raise trunks.max_groups to keep them apart)",
+                            self.max_groups, "/".join(key))
+            key = OTHER_LABELS
+        self.known.add(key)
+        return key
+
     def count(self, labels: Labels, category: str, answered: bool, sip: int | None,
               pdd: float | None, talk: float | None) -> None:
+        labels = self.labels(labels)
         k = (labels, category, answered, sip)
         legs = self.legs
         legs[k] = legs.get(k, 0) + 1

@@ -72,7 +72,7 @@ class TrunkMonitor:
         self.on_event: Callable[[AlertEvent], None] | None = None
         self._next_eval: float | None = None
         self._count_metrics = count_metrics
-        self.counts = TrunkCounts(self.stats.classes)
+        self.counts = TrunkCounts(self.stats.classes, cfg.max_groups)
         self.batch = BatchCounter(self)
 
     @staticmethod
