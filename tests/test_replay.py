@@ -112,3 +112,51 @@ async def test_the_daemon_log_sink_still_reports_a_broken_stdout():
     await cli.write(record)
     await cli.write(record)
     assert cli.reader_gone
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def webhook_config(tmp_path: Path, url: str, grace: str = "5s") -> Path:
+    cfg = tmp_path / "callcause.yaml"
+    cfg.write_text(f"outbox: {tmp_path / 'outbox.db'}\nsinks:\n  - kind: webhook\n    url: {url}\n"
+                   f"    secrets: [{SECRET}]\n    allow_insecure_http: true\n    grace: {grace}\n")
+    return cfg
+
+
+async def test_replay_into_a_webhook_delivers_before_it_ends(tmp_path, capsys):
+    """The records a replay hands to a webhook sink reach the receiver before the command
+    returns, rather than waiting in the outbox for the daemon's next start."""
+    import asyncio
+
+    from callcause.connectors.simulator.receiver import WebhookReceiver
+
+    receiver = await WebhookReceiver(secret=SECRET).start()
+    try:
+        cfg = webhook_config(tmp_path, receiver.url)
+        files = sorted(str(p) for kind, mark in (("esl", "Event-Name:"), ("ami", "Event: Hangup"))
+                       for p in (FIX / kind).glob("*.txt") if mark in p.read_text(errors="replace"))
+        assert await asyncio.to_thread(main, ["replay", "--json", str(ESL_603), *files]) == 0
+        written = {json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()}
+        assert len(written) > 80
+        assert await asyncio.to_thread(main, ["replay", "-c", str(cfg), str(ESL_603), *files]) == 0
+        hangups = [r for r in receiver.records if r["type"] == "call.hangup"]
+        assert {r["id"] for r in hangups} == written and receiver.rejected == 0
+        assert "not delivered" not in capsys.readouterr().err
+    finally:
+        await receiver.close()
+
+
+def test_replay_into_a_webhook_that_is_down_says_what_waits(tmp_path, capsys):
+    """A receiver that is down: the replay gives up after the sink's grace without progress,
+    and says how many records wait in the outbox and where."""
+    import socket
+
+    with socket.socket() as s:            # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = webhook_config(tmp_path, f"http://127.0.0.1:{port}/hook", grace="0.5s")
+    assert main(["replay", "-c", str(cfg), str(AMI_404), str(ESL_603)]) == 0
+    err = capsys.readouterr().err
+    assert "record(s) not delivered yet" in err and str(tmp_path / "outbox.db") in err
+    assert "callcause outbox list" in err

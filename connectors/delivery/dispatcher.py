@@ -410,6 +410,24 @@ class OutboxSink(Sink):
         self._depth += len(rows)
         self._wake.set()
 
+    async def settle(self, patience: float) -> int:
+        """Wait while the outbox empties: until no row waits, or until `patience` seconds pass
+        without a row leaving it (a receiver that is down). For commands that end once their
+        records are written (`callcause replay -c`): the daemon keeps delivering instead.
+        Returns the rows still waiting; they stay for the next start."""
+        if self._outbox is None:
+            return 0
+        left = (await self._in_thread(self._outbox.stats, self.name))[0]
+        progress = time.monotonic()
+        while left and time.monotonic() - progress < patience:
+            self._wake.set()
+            await asyncio.sleep(0.05)
+            now_left = (await self._in_thread(self._outbox.stats, self.name))[0]
+            if now_left < left:
+                progress = time.monotonic()
+            left = now_left
+        return left
+
     async def close(self) -> None:
         """Finish in-flight deliveries within the grace period; what is left waits for the next start."""
         self._closing = True
