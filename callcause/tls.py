@@ -17,7 +17,7 @@ def client_context(ca_file: str | None, verify: bool = True) -> ssl.SSLContext:
     return ctx
 
 
-def warn_unverified(log: logging.Logger, what: str) -> None:
+def warn_unverified(log: logging.Logger, what: str, carried: str = "the records") -> None:
     """The line a connection logs when it opens with `tls.verify: false`."""
     log.warning("%s: TLS certificate verification is off (tls.verify: false); anyone on the path can read "
-                "and alter the records", what)
+                "and alter %s", what, carried)

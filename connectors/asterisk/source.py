@@ -23,7 +23,7 @@ from callcause.connectors.asterisk.protocol import AmiManager, AmiProtocol
 from callcause.errors import ConfigError
 from callcause.pipeline import Emit, Source
 from callcause.problems import ProblemLog
-from callcause.tls import client_context
+from callcause.tls import client_context, warn_unverified
 
 log = logging.getLogger("callcause.connectors.ami")
 
@@ -148,6 +148,8 @@ class AmiSource(Source):
             source_name=self.cfg.name, record_internal_legs=self.record_internal_legs,
             leg_ttl=self.cfg.leg_ttl, max_legs=self.cfg.max_legs, grace=self.cfg.hangup_grace)
         self.correlator = Correlator(settings, emit, self.problems)
+        if self.cfg.tls.enabled and not self.cfg.tls.verify:
+            warn_unverified(log, self.where, "the manager login and every event")
         sweeper = asyncio.create_task(self._sweep(), name=f"{self.name}-sweep")
         delay = self.cfg.reconnect_min
         attempt = 0
