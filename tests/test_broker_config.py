@@ -102,3 +102,19 @@ def test_outbox_cli_names_a_broker_sink_by_its_url(tmp_path, capsys):
     assert main(["outbox", "list", "-c", str(path), "--endpoint", "amqps://rabbit.example.com/telephony"]) == 0
     out = capsys.readouterr().out
     assert "# rabbit: 1 waiting, 0 dead" in out and "cc_waiting" in out
+
+
+def test_connect_pacing_answers_a_fresh_refusal_without_dialling_again():
+    from callcause.connectors.delivery.broker import ConnectPacing
+
+    now = [100.0]
+    pacing = ConnectPacing(clock=lambda: now[0])
+    assert pacing.recent() is None
+    assert pacing.failed("connection refused") == "connection refused"
+    now[0] += ConnectPacing.HOLD_S / 2
+    assert pacing.recent() == "connection refused"     # the other deliveries get the same reason
+    now[0] += ConnectPacing.HOLD_S
+    assert pacing.recent() is None                      # time to dial again
+    pacing.failed("timed out")
+    pacing.succeeded()
+    assert pacing.recent() is None

@@ -12,6 +12,8 @@ import json
 import re
 import ssl
 import string
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -34,6 +36,31 @@ TEMPLATE_FIELDS = {
 UNKNOWN = "none"           # a field the document lacks (an alert has no call, a leg no trunk)
 MIXED = "mixed"            # a field whose value differs between the records of one batch
 _TYPE_RE = re.compile(rb'\{"type":"([^"\\]+)"')
+
+
+class ConnectPacing:
+    """When a broker transport last failed to connect, and why. The dispatcher delivers
+    several units at once; for a moment after a refusal each of them gets that reason at once
+    instead of dialling the broker that just refused."""
+
+    HOLD_S = 0.5
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._failed: tuple[float, str] | None = None
+
+    def recent(self) -> str | None:
+        """Why the last connect failed, if it failed less than HOLD_S ago."""
+        if self._failed is not None and self.clock() - self._failed[0] < self.HOLD_S:
+            return self._failed[1]
+        return None
+
+    def failed(self, why: str) -> str:
+        self._failed = (self.clock(), why)
+        return why
+
+    def succeeded(self) -> None:
+        self._failed = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 
 import aio_pika
@@ -25,7 +24,14 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishErr
 
 from callcause import metrics
 from callcause.config import Config, Section
-from callcause.connectors.delivery.broker import BrokerOptions, NameTemplate, body_type, parse_broker, url_path
+from callcause.connectors.delivery.broker import (
+    BrokerOptions,
+    ConnectPacing,
+    NameTemplate,
+    body_type,
+    parse_broker,
+    url_path,
+)
 from callcause.connectors.delivery.dispatcher import (
     Delivery,
     OutboxSink,
@@ -88,7 +94,7 @@ class AmqpTransport:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
-        self._failed: tuple[float, str] | None = None
+        self._pacing = ConnectPacing()
 
     @property
     def connected(self) -> bool:
@@ -106,8 +112,9 @@ class AmqpTransport:
         async with self._lock:
             if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
                 return self._exchange
-            if self._failed is not None and time.monotonic() - self._failed[0] < 0.5:
-                raise ConnectionError(self._failed[1])    # do not hammer a broker that just refused
+            refused = self._pacing.recent()
+            if refused is not None:
+                raise ConnectionError(refused)
             try:
                 if self._conn is None or self._conn.is_closed:
                     await self._close_connection()
@@ -127,10 +134,10 @@ class AmqpTransport:
                 else:
                     self._exchange = self._channel.default_exchange
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
-                self._failed = (time.monotonic(), _why(exc))
+                why = self._pacing.failed(_why(exc))
                 await self._close_connection()
-                raise ConnectionError(self._failed[1]) from None
-            self._failed = None
+                raise ConnectionError(why) from None
+            self._pacing.succeeded()
             log.info("amqp %s: connected to %s, exchange %r", self.cfg.name, self.cfg.display_url, self.cfg.exchange)
             return self._exchange
 

@@ -28,7 +28,13 @@ from paho.mqtt.properties import Properties
 
 from callcause import __version__, metrics
 from callcause.config import Config, Section
-from callcause.connectors.delivery.broker import BrokerOptions, NameTemplate, body_type, parse_broker
+from callcause.connectors.delivery.broker import (
+    BrokerOptions,
+    ConnectPacing,
+    NameTemplate,
+    body_type,
+    parse_broker,
+)
 from callcause.connectors.delivery.dispatcher import (
     Delivery,
     OutboxSink,
@@ -98,7 +104,7 @@ class MqttTransport:
         self.status_topic = cfg.status_topic.replace("{instance}", instance.replace("/", "_"))
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
-        self._failed: tuple[float, str] | None = None    # when and why the last connect failed
+        self._pacing = ConnectPacing()
 
     def _status(self, state: str) -> bytes:
         doc = {"instance": self.instance, "status": state, "version": __version__}
@@ -126,8 +132,9 @@ class MqttTransport:
         async with self._lock:
             if self._client is not None:
                 return self._client
-            if self._failed is not None and time.monotonic() - self._failed[0] < 0.5:
-                raise aiomqtt.MqttError(self._failed[1])    # do not hammer a broker that just refused
+            refused = self._pacing.recent()
+            if refused is not None:
+                raise aiomqtt.MqttError(refused)
             will = None
             if self.status_topic:
                 will = aiomqtt.Will(self.status_topic, self._status("offline"), qos=1, retain=True)
@@ -146,10 +153,10 @@ class MqttTransport:
                 if self.status_topic:
                     await client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
             except aiomqtt.MqttError as exc:
-                self._failed = (time.monotonic(), _why(exc))
+                why = self._pacing.failed(_why(exc))
                 await _quietly_close(client)
-                raise aiomqtt.MqttError(self._failed[1]) from None
-            self._failed = None
+                raise aiomqtt.MqttError(why) from None
+            self._pacing.succeeded()
             log.info("mqtt %s: connected to %s as %s (MQTT %s)", self.cfg.name, self.cfg.display_url,
                      self.client_id, self.cfg.protocol)
             self._client = client
