@@ -135,19 +135,20 @@ async def test_callcause_run_exits_0_on_sigterm_after_writing_records(tmp_path) 
         assert records(tmp_path)[0]["call"]["leg_id"] == "1795278971.8"
 
 
+async def get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 async def test_metrics_and_readiness_follow_the_source(tmp_path) -> None:
     """/readyz flips to 503 when the PBX goes away and back to 200 when the source is back;
     /metrics, scraped over HTTP and parsed by the official parser, counts the records."""
     from prometheus_client.parser import text_string_to_metric_families
-
-    async def get(port: int, path: str) -> tuple[int, str]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        head, _, body = data.decode().partition("\r\n\r\n")
-        return int(head.split()[1]), body
 
     async with AmiSimulator(secret=SECRET) as sim:
         cfg = load_config(write_config(tmp_path, sim.port, extra='metrics: {listen: "127.0.0.1:0"}'))
@@ -173,6 +174,36 @@ async def test_metrics_and_readiness_follow_the_source(tmp_path) -> None:
             assert status == 503 and json.loads(body)["components"]["source:pbx-test"] is False
             sim.silent = False
             await wait_until(lambda: daemon.sources[0].connected, timeout=10)
+            assert (await get(port, "/readyz"))[0] == 200
+        finally:
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 15) == 0
+
+
+async def test_readiness_follows_a_sink_that_cannot_write(tmp_path) -> None:
+    """The record file cannot be written (here a directory took its place, as a wrong
+    logrotate rule might leave it): /readyz says which sink, the record waits in the pipeline,
+    and both recover once the file can be written again."""
+    import shutil
+
+    async with AmiSimulator(secret=SECRET) as sim:
+        cfg = load_config(write_config(tmp_path, sim.port, extra='metrics: {listen: "127.0.0.1:0"}'))
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        path = tmp_path / "records.jsonl"
+        try:
+            await wait_until(lambda: daemon.health is not None and daemon.sources[0].connected)
+            port = daemon.health.port
+            assert (await get(port, "/readyz"))[0] == 200
+            path.unlink(missing_ok=True)
+            path.mkdir()
+            await sim.send_events(Scenario.from_frames("busy", CALL).render(IdSource()))
+            await wait_until(lambda: not daemon.sinks[0].ready)
+            status, body = await get(port, "/readyz")
+            assert status == 503
+            assert json.loads(body)["components"] == {"source:pbx-test": True, f"sink:log:{path}": False}
+            shutil.rmtree(path)
+            await wait_until(lambda: len(records(tmp_path)) >= 1, timeout=10)
             assert (await get(port, "/readyz"))[0] == 200
         finally:
             daemon.stop.set()

@@ -144,7 +144,9 @@ async def test_a_group_is_one_write_and_a_write_cut_short_resumes_without_duplic
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
     assert 0 < path.stat().st_size < 2 * one_line            # one line and a half made it
+    assert sink.ready is False                                # /readyz says so meanwhile
     await sink.write_many(group)                              # the pipeline's retry
+    assert sink.ready is True
     await sink.write_many([record("leg-3")])
     await sink.close()
     assert [d["call"]["leg_id"] for d in lines(path)] == ["leg-0", "leg-1", "leg-2", "leg-3"]

@@ -82,8 +82,10 @@ async def test_disk_full_back_pressures_the_pipeline_and_loses_nothing(tmp_path)
         assert watch.count("not accepted: outbox") == 1
         assert any("free disk space" in line for line in watch.lines)
         assert pipeline.records < 30
+        assert sink.ready is False              # /readyz: this sink accepts nothing now
         await sink._db(conn.execute, "PRAGMA max_page_count = 1073741823")    # space again
         await asyncio.wait_for(pipeline.queue.join(), 10)
+        assert sink.ready is True
         await receiver.start()
         await receiver.wait_until(lambda: len(receiver.delivered) == 30)
     finally:

@@ -267,6 +267,9 @@ class OutboxSink(Sink):
         self.lang = cfg.language or language
         self.outbox_path = outbox_path
         self.transport = transport
+        # for /readyz: False while the outbox refuses records (a full disk); a receiver or
+        # broker that is down does not count, the outbox keeps what it cannot deliver yet
+        self.ready = True
         # counter labelled endpoint, result and whatever else `labels` names (e.g. the broker kind)
         self._deliveries = deliveries
         self._labels = dict(labels or {})
@@ -357,7 +360,9 @@ class OutboxSink(Sink):
             await self._db(self._outbox.add_many, self.name, rows, now, next_at)
             self._dirty.set()
             self._depth += len(rows)
+            self.ready = True
         except OutboxError as exc:
+            self.ready = False
             ids = wanted[0].id if len(wanted) == 1 else f"{wanted[0].id} and {len(wanted) - 1} more"
             self._problems.report("outbox_write", f"record {ids} not accepted: {exc}",
                                   "the pipeline retries it; nothing is dropped", level=logging.ERROR,

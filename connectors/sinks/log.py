@@ -96,6 +96,7 @@ class LogSink(Sink):
         # so stop writing there instead of failing (the daemon retries, as for any sink).
         self.reader_may_leave = reader_may_leave
         self.reader_gone = False
+        self.ready = True                 # for /readyz: False while its writes fail (disk full)
         self.name = cfg.name
         self.lang = lang
         self.stdout = stdout
@@ -156,9 +157,18 @@ class LogSink(Sink):
             self._emit(None, [event.document(self.lang)], lambda _doc, e=event: e.text_line(self.lang))
 
     def _emit(self, key: Any, docs: list[dict[str, Any]], as_text: Callable[[dict[str, Any]], str]) -> None:
-        """Write `docs`. A write that fails part way (a full disk) leaves the rest of the group's
-        bytes in `_resume`: the pipeline's retry of the same group (`key`) writes only those, so
-        no line is written twice."""
+        """Write `docs`; `ready` (for `/readyz`) says whether the last write went through."""
+        try:
+            self._write_out(key, docs, as_text)
+        except Exception:
+            self.ready = False
+            raise
+        self.ready = True
+
+    def _write_out(self, key: Any, docs: list[dict[str, Any]], as_text: Callable[[dict[str, Any]], str]) -> None:
+        """A write that fails part way (a full disk) leaves the rest of the group's bytes in
+        `_resume`: the pipeline's retry of the same group (`key`) writes only those, so no line
+        is written twice."""
         if self.cfg.path:
             if key is not None and self._resume is not None and self._resume[0] == key:
                 view = self._resume[1]
