@@ -150,8 +150,8 @@ def throughput(records: int, rounds: int, webhook: bool = False, event_time: boo
             print(f"replayed traffic, in event time at 200 legs/s: {records:,} records x {rounds} rounds, {sinks}")
         else:
             # the pace of the pipeline itself, from a short run
-            (warm, _on), = asyncio.run(compare(translator, 1, 4 * TURN, 50_000.0, Path(tmp), webhook, False))[0]
-            pace = round(warm, -3)
+            warm, _evaluations = asyncio.run(compare(translator, 1, 4 * TURN, 50_000.0, Path(tmp), webhook, False))
+            pace = round(warm[0][0], -3)     # the baseline's records/s
             print(f"the daemon's pipeline: {records:,} records x {rounds} rounds, 50 trunks, {sinks}; "
                   f"legs timed at {pace:,.0f}/s")
         rates, evaluations = asyncio.run(compare(translator, rounds, records, pace, Path(tmp), webhook, event_time))

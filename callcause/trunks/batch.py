@@ -223,6 +223,7 @@ class BatchCounter:
             category = e.category
             answered = c.answered or category == "answered"
             sip, q850 = e.sip, e.q850
+            # where the leg was counted (0-3), what kind of leg it was (4-7), its destination (8)
             key: tuple[Any, ...] = (c.source_name, c.trunk, c.direction, c.internal, category, answered,
                                     sip["code"] if sip else None, q850["cause"] if q850 else None)
             if destinations is not None:
