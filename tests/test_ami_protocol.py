@@ -163,3 +163,15 @@ async def test_server_side_filter_is_anchored() -> None:
         assert arrived < len(frames) / 3                     # 100 events shrink to a quarter
         assert not any("handler" in n for n in names)
         assert len(got.clues) == 1
+
+
+def test_header_spellings_from_garbage_do_not_grow_without_bound():
+    """Each new spelling of a header name is lower-cased once and remembered, up to a bound:
+    a stream of never-repeating names (garbage, a fuzzer) must not grow the memory forever,
+    and the names are still read right beyond it."""
+    from callcause.connectors.asterisk import protocol
+
+    for i in range(protocol._LOWER_MAX + 500):
+        fields, bad = protocol.parse_fields(f"Event: Junk\r\nX-Name-{i}: v{i}\r\n  Padded-{i}  : w")
+        assert fields == {"event": "Junk", f"x-name-{i}": f"v{i}", f"padded-{i}": "w"} and bad == 0
+    assert len(protocol._LOWER) <= protocol._LOWER_MAX

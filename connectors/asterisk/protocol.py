@@ -39,8 +39,10 @@ EventHandler = Callable[[str, Fields], None]
 # Given the raw frame (without terminator) of a wanted event, say whether to parse it.
 FrameGate = Callable[[str, bytes], bool]
 
-# Header names are few and repeat in every event: lower-case each spelling once.
+# Header names are few and repeat in every event: lower-case each spelling once. Bounded,
+# because garbage on the socket brings spellings of its own that never repeat.
 _LOWER: dict[str, str] = {}
+_LOWER_MAX = 4096
 
 
 def parse_fields(text: str) -> tuple[Fields, int]:
@@ -60,7 +62,9 @@ def parse_fields(text: str) -> tuple[Fields, int]:
             continue
         lk = _LOWER.get(key)
         if lk is None:
-            lk = _LOWER.setdefault(key, key.strip().lower())
+            lk = key.strip().lower()
+            if len(_LOWER) < _LOWER_MAX:
+                _LOWER[key] = lk
         if value[:1] == " ":
             value = value[1:]
         if lk not in fields:
