@@ -175,3 +175,27 @@ def test_header_spellings_from_garbage_do_not_grow_without_bound():
         fields, bad = protocol.parse_fields(f"Event: Junk\r\nX-Name-{i}: v{i}\r\n  Padded-{i}  : w")
         assert fields == {"event": "Junk", f"x-name-{i}": f"v{i}", f"padded-{i}": "w"} and bad == 0
     assert len(protocol._LOWER) <= protocol._LOWER_MAX
+
+
+def test_header_lines_split_at_the_first_colon_whatever_the_line():
+    """The reader's shortcut (split at `: ` when the key has no colon) gives what splitting at
+    the first colon gives, on seeded random lines of colons, spaces, CR, LF and letters."""
+    import random
+
+    from callcause.connectors.asterisk.protocol import parse_fields
+
+    def first_colon(text: str) -> tuple[dict, int]:
+        fields, bad = {}, 0
+        for line in text.split("\r\n"):
+            key, sep, value = line.partition(":")
+            if not sep or not key:
+                bad += bool(line)
+                continue
+            fields.setdefault(key.strip().lower(), value[1:] if value[:1] == " " else value)
+        return fields, bad
+
+    rnd = random.Random(20261203)
+    alphabet = ["a", "B", ":", " ", "\r\n", ": ", "::", "x", "\r", "\n", "é"]
+    for _ in range(20_000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(14)))
+        assert parse_fields(text) == first_colon(text), repr(text)

@@ -54,19 +54,24 @@ def parse_fields(text: str) -> tuple[Fields, int]:
     """
     fields: Fields = {}
     bad = 0
+    get = _LOWER.get
     for line in text.split("\r\n"):
-        key, sep, value = line.partition(":")
+        # Asterisk writes `Key: value`: one split does it, unless the key is not the text
+        # before the first colon (a value with `: ` after a bare `Key:`)
+        key, sep, value = line.partition(": ")
+        if not sep or ":" in key:
+            key, sep, value = line.partition(":")
+            if sep and value[:1] == " ":
+                value = value[1:]
         if not sep or not key:
             if line:
                 bad += 1
             continue
-        lk = _LOWER.get(key)
+        lk = get(key)
         if lk is None:
             lk = key.strip().lower()
             if len(_LOWER) < _LOWER_MAX:
                 _LOWER[key] = lk
-        if value[:1] == " ":
-            value = value[1:]
         if lk not in fields:
             fields[lk] = value
     return fields, bad
