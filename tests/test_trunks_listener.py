@@ -83,9 +83,41 @@ def test_trunks_command_errors(tmp_path, capsys):
     bad = tmp_path / "x.jsonl"
     bad.write_text("not json\n")
     assert main(["trunks", str(bad)]) == 2
-    assert "x.jsonl:1: not a JSON line" in capsys.readouterr().err
+    assert "x.jsonl: no JSON record line in 1 line(s); give the log sink's JSON Lines file" in capsys.readouterr().err
+    assert main(["trunks", str(tmp_path / "nope.jsonl")]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
     assert main(["trunks", "--url", "http://127.0.0.1:9"]) == 2
     assert "cannot read trunk health" in capsys.readouterr().err
+
+
+def test_trunks_command_reads_rotated_and_damaged_files(tmp_path, capsys, caplog):
+    """Record files as logrotate leaves them (one gzipped) and a last line cut short by a crash:
+    the table covers every whole record, and the damaged line is named in one warning."""
+    import gzip
+
+    from callcause.mapping.translator import Translator
+    from callcause.record import CauseRecord, HangupClues
+
+    translator = Translator.default()
+
+    def line(i: int, sip: int) -> str:
+        clues = HangupClues(source_name="pbx-1", source_kind="freeswitch", leg_id=f"l{i}", direction="outbound",
+                            trunk="carrier-z", answered=sip == 200, sip_code=sip, q850=16 if sip == 200 else 34,
+                            duration_s=30.0, ended_at=1_800_000_000.0 + i)
+        return json.dumps(CauseRecord(clues, translator.explain(clues), translator.texts).document("en")) + "\n"
+
+    old = tmp_path / "records.jsonl.1.gz"
+    with gzip.open(old, "wt") as fh:
+        fh.writelines(line(i, 200) for i in range(6))
+    new = tmp_path / "records.jsonl"
+    new.write_text("".join(line(i, 503) for i in range(6, 10)) + line(10, 503)[:40])
+    assert main(["trunks", "--json", str(old), str(new)]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    [group] = snap["groups"]
+    assert group["trunk"] == "carrier-z" and group["windows"]["60s"]["attempts"] == 10
+    assert group["windows"]["60s"]["answered"] == 6
+    assert "records.jsonl: 1 line(s) are not JSON record objects" in caplog.text
+    assert "the table counts the rest" in caplog.text
 
 
 def test_trunks_command_reads_files_that_span_versions(tmp_path, capsys):

@@ -42,8 +42,10 @@ def _open(path: Path) -> IO[bytes]:
     return fh
 
 
-def documents(paths: list[str], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Every JSON object in `paths`, in file order; bad lines skipped, logged once per file."""
+def documents(paths: list[str], stats: ReadStats | None = None, *,
+              result: str = "the report") -> Iterator[dict[str, Any]]:
+    """Every JSON object in `paths`, in file order; bad lines skipped, logged once per file
+    (`result` names what the records go into, for those lines)."""
     stats = stats if stats is not None else ReadStats()
     for name in paths:
         path = Path(name)
@@ -68,9 +70,9 @@ def documents(paths: list[str], stats: ReadStats | None = None) -> Iterator[dict
                         continue
                     yield doc
             except (OSError, EOFError) as exc:   # a gzip file cut short by a crash or a copy
-                log.warning("%s: stopped reading at a damaged part (%s); the records before it are in the "
-                            "report; check the file with `gzip -t`", name, exc)
+                log.warning("%s: stopped reading at a damaged part (%s); the records before it are in %s; "
+                            "check the file with `gzip -t`", name, exc, result)
         if bad_in_file:
             stats.bad_lines += bad_in_file
             log.warning("%s: %d line(s) are not JSON record objects and were skipped (first at line %d); "
-                        "the report counts the rest", name, bad_in_file, first_bad)
+                        "%s counts the rest", name, bad_in_file, first_bad, result)

@@ -12,7 +12,6 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from callcause.errors import CallcauseError
@@ -33,32 +32,28 @@ def from_url(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def from_files(files: list[str], windows: tuple[float, ...] = DEFAULT_WINDOWS) -> dict[str, Any]:
+    """The snapshot of record files, read as `callcause report` reads them: plain or gzip (as
+    logrotate leaves them), a damaged line skipped with one warning per file."""
+    from callcause.report.read import ReadStats, documents
+
     latest = [0.0]
     stats = RollingStats(windows=windows, max_groups=10_000, clock=lambda: latest[0])
     episodes: dict[str, dict[str, Any]] = {}
-    for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise CallcauseError(f"{name}: no such file")
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    raise CallcauseError(f"{name}:{number}: not a JSON line; give the log sink's JSON Lines "
-                                         "file (sinks: kind: log, path: ...)") from None
-                if not isinstance(doc, dict):
-                    continue
-                if doc.get("type") == "trunk.alert":
-                    data = doc.get("data") or {}
-                    episodes[data.get("id", "")] = data
-                    continue
-                if doc.get("type") != "call.hangup" or "time" not in doc:
-                    continue
-                latest[0] = max(latest[0], parse_time(doc["time"]))
-                stats.add_document(doc)
+    read = ReadStats()
+    records = 0
+    for doc in documents(files, read, result="the table"):
+        if doc.get("type") == "trunk.alert":
+            data = doc.get("data") or {}
+            episodes[data.get("id", "")] = data
+            continue
+        if doc.get("type") != "call.hangup" or "time" not in doc:
+            continue
+        records += 1
+        latest[0] = max(latest[0], parse_time(doc["time"]))
+        stats.add_document(doc)
+    if read.bad_lines and not records and not episodes:
+        raise CallcauseError(f"{', '.join(files)}: no JSON record line in {read.lines} line(s); give the log "
+                             "sink's JSON Lines file (sinks: kind: log, path: ...)")
     return {"time": None, "windows_s": list(windows), "groups": stats.snapshot(latest[0], windows),
             "firing": [d for d in episodes.values() if d.get("state") == "firing"]}
 
