@@ -16,6 +16,7 @@ from callcause.errors import ConfigError
 from callcause.mapping.translator import Translator
 from callcause.pipeline import Pipeline
 from callcause.record import HangupClues
+from callcause.trunks.legs import GroupKey, Leg
 from callcause.trunks.monitor import TrunkMonitor
 from callcause.trunks.settings import TrunksConfig
 
@@ -289,3 +290,20 @@ trunks:
     assert d["baseline_s"] == 86400 and 0.7 < d["baseline"] < 0.8
     assert d["value"] < d["threshold"] == pytest.approx(d["baseline"] - 0.30, abs=1e-3)
     assert d["top_causes"][0]["sip"] == 486
+
+
+def test_trunk_names_pick_the_trunks_among_endpoints(tmp_path):
+    """An Asterisk PBX names every phone's endpoint as the `trunk` of its legs; `trunk_names`
+    says which names are trunks, and the legs of the rest count as `-`, so 500 phones do not
+    fill the group cap before the carriers are seen."""
+    cfg = trunks_config(tmp_path, 'trunks:\n  trunk_names: ["carrier-*", itsp]\n')
+    assert cfg.trunk_names == ["carrier-*", "itsp"]
+    m = TrunkMonitor(cfg, event_time=True, count_metrics=False)
+    for i, trunk in enumerate(["phone-101", "carrier-a", "itsp", "phone-102", "Carrier-B", None]):
+        m.observe_leg(Leg(T0 + i, "pbx-1", trunk or "-", "outbound", "answered", True, 200, 16, 30.0, None, None))
+    assert sorted(k.trunk for k in m.stats.groups) == ["-", "carrier-a", "itsp"]   # globs match case
+    assert m.stats.window(GroupKey("pbx-1", "-", "outbound"), 60, now=T0 + 6).attempts == 4
+    assert trunks_config(tmp_path, "language: en\n").trunk_names is None          # default: every name
+    with pytest.raises(ConfigError) as err:
+        trunks_config(tmp_path, "trunks:\n  trunk_names: []\n")
+    assert "trunks.trunk_names" in str(err.value) and "carrier-*" in str(err.value)

@@ -64,17 +64,24 @@ def sums(m: TrunkMonitor) -> dict:
             for k, row in rows.items()}
 
 
-# evaluating every 25 s, legs roll the buckets between evaluations
-@pytest.mark.parametrize(("destinations", "every"), [(False, 10.0), (True, 10.0), (False, 25.0)])
-def test_bulk_counting_equals_leg_by_leg(translator, destinations, every):
-    cfg = TrunksConfig(max_groups=60, evaluate_every_s=every)
+# evaluating every 25 s, legs roll the buckets between evaluations; with `trunk_names`, the
+# legs of the other names count as `-`
+@pytest.mark.parametrize(("destinations", "every", "names"), [(False, 10.0, None), (True, 10.0, None),
+                                                             (False, 25.0, None), (False, 10.0, ["carrier-1*"])])
+def test_bulk_counting_equals_leg_by_leg(translator, destinations, every, names):
+    cfg = TrunksConfig(max_groups=60, evaluate_every_s=every, trunk_names=names)
     if destinations:
         cfg.destinations = DestinationConfig(numbering_plan=True, prefixes={"berlin": ["+4930"]})
     records = stream(translator)
     bulk = TrunkMonitor(cfg, translator_of=lambda: translator, event_time=True)
     one = TrunkMonitor(cfg, translator_of=lambda: translator, event_time=True)
     compare(records, bulk, one)
-    assert any(e.state == "firing" for e in bulk.events) and bulk.stats.overflow_legs and bulk.stats.late_legs
+    assert any(e.state == "firing" for e in bulk.events) and bulk.stats.late_legs
+    trunks = {k.trunk for k in bulk.stats.groups}
+    if names:
+        assert trunks == {"-", "carrier-1", "carrier-10", "carrier-11"}
+    else:
+        assert bulk.stats.overflow_legs and "carrier-5" in trunks
 
 
 def test_bulk_counting_equals_leg_by_leg_on_the_wall_clock(translator):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from callcause.record import CauseRecord
 from callcause.trunks.exporter import PDD_BUCKETS, TALK_BUCKETS, Labels
-from callcause.trunks.legs import NO_TRUNK, leg_from_record, talk_time
+from callcause.trunks.legs import leg_from_record, talk_time
 from callcause.trunks.rolling import Group
 from callcause.trunks.totals import Totals
 
@@ -170,7 +170,7 @@ class BatchCounter:
         if not t < limit:
             return None
         stats = self.monitor.stats
-        group = stats.groups.get((c.source_name, c.trunk or NO_TRUNK, c.direction or "unknown", destination))
+        group = stats.groups.get((c.source_name, stats.trunk(c.trunk), c.direction or "unknown", destination))
         if group is None:
             return None
         # one slot per group, whatever record keys lead to it, so that a bucket opened through

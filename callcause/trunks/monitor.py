@@ -60,7 +60,7 @@ class TrunkMonitor:
         self.stats = RollingStats(load_classes(cfg.classes), windows=self._windows(cfg), max_groups=cfg.max_groups,
                                   destinations=destinations, clock=self.clock,
                                   resolution=cfg.resolution_s, read_often=self._rule_windows(cfg),
-                                  roll_by_legs=event_time)
+                                  roll_by_legs=event_time, trunk_names=cfg.trunk_names)
         self.stats.on_overflow = lambda _key: metrics.TRUNK_OVERFLOW.inc()
         describe = cause_texts(translator_of) if translator_of is not None else None
         self.engine = AlertEngine(cfg.rules, self.stats, describe=describe, clock=self.clock, instance=instance)

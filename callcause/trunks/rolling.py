@@ -15,11 +15,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from callcause.trunks.classes import ClassTable, load_classes
 from callcause.trunks.destinations import Destinations
-from callcause.trunks.legs import OTHER, GroupKey, Leg, leg_from_document
+from callcause.trunks.legs import NO_TRUNK, OTHER, GroupKey, Leg, leg_from_document
 from callcause.trunks.totals import Figures, Totals
 
 log = logging.getLogger("callcause.trunks")
@@ -228,7 +229,8 @@ class RollingStats:
     def __init__(self, classes: ClassTable | None = None, *, windows: Iterable[float] = DEFAULT_WINDOWS,
                  max_groups: int = 1000, destinations: Destinations | None = None,
                  clock: Callable[[], float] = time.time, resolution: int = BASE_WIDTH,
-                 read_often: Iterable[float] | None = None, roll_by_legs: bool = True) -> None:
+                 read_often: Iterable[float] | None = None, roll_by_legs: bool = True,
+                 trunk_names: Iterable[str] | None = None) -> None:
         self.classes = classes or load_classes()
         self.windows = tuple(sorted(set(windows)))
         self.longest = max(self.windows)
@@ -251,17 +253,35 @@ class RollingStats:
         # clock is the newest leg's time), or once the clock is (the daemon: a PBX clock running
         # ahead of ours must not make every leg try a roll that the clock says is not due yet)
         self.roll_by_legs = roll_by_legs
+        # which endpoint or gateway names are trunks (globs); None: every name is
+        self.trunk_names = tuple(trunk_names) if trunk_names else None
+        self._trunk_of: dict[str, str] = {}
         # legs counted in bulk but not yet in their buckets are added before any read
         self.before_read: Callable[[], None] | None = None
 
+    def trunk(self, name: str | None) -> str:
+        """The trunk a leg is counted under: its endpoint or gateway name, or `-` when it has
+        none or `trunks.trunk_names` does not name it (an Asterisk phone's own endpoint)."""
+        if not name:
+            return NO_TRUNK
+        if self.trunk_names is None:
+            return name
+        got = self._trunk_of.get(name)
+        if got is None:
+            got = name if any(fnmatchcase(name, glob) for glob in self.trunk_names) else NO_TRUNK
+            if len(self._trunk_of) < 10_000:      # names come off the wire: bounded
+                self._trunk_of[name] = got
+        return got
+
     def add(self, leg: Leg) -> GroupKey:
         dest = self.destinations.group(leg.to) if self.destinations is not None else ""
+        trunk = leg.trunk if self.trunk_names is None else self.trunk(leg.trunk)
         # a plain tuple finds the GroupKey entry (equal and same hash) without building one
-        group = self.groups.get((leg.source, leg.trunk, leg.direction, dest))
+        group = self.groups.get((leg.source, trunk, leg.direction, dest))
         if group is not None:
             key = group.key
         else:
-            key = GroupKey(leg.source, leg.trunk, leg.direction, dest)
+            key = GroupKey(leg.source, trunk, leg.direction, dest)
             if len(self.groups) >= self.max_groups and key != OTHER_KEY:
                 self.overflow_legs += 1
                 if not self._warned:

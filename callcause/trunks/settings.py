@@ -17,6 +17,7 @@ from callcause.trunks.rules import DEFAULT_RULES, Rule, parse_rules
 class TrunksConfig:
     enabled: bool = True
     max_groups: int = 1000
+    trunk_names: list[str] | None = None     # globs of the names that are trunks; None: all
     windows: tuple[float, ...] = DEFAULT_WINDOWS
     classes: dict[str, str] = field(default_factory=dict)
     destinations: DestinationConfig = field(default_factory=DestinationConfig)
@@ -26,7 +27,11 @@ class TrunksConfig:
 
 
 def parse_trunks(sec: Section) -> TrunksConfig:
-    cfg = TrunksConfig(enabled=sec.bool("enabled", True), max_groups=sec.int("max_groups", 1000, min=1))
+    cfg = TrunksConfig(enabled=sec.bool("enabled", True), max_groups=sec.int("max_groups", 1000, min=1),
+                       trunk_names=sec.str_list("trunk_names", None))
+    if cfg.trunk_names == []:
+        raise sec.error("trunk_names", "an empty list would count no leg on any trunk",
+                        fix='list globs of your trunks\' names, e.g. ["carrier-*"], or remove the key')
     windows = []
     wsec = sec.list("windows", None)
     if wsec is not None:
