@@ -122,6 +122,8 @@ def demo_trunks(config, duration: float) -> tuple[float, int]:
     whole = int(duration) + 60
     t = config.trunks
     t.resolution_s, t.windows, t.evaluate_every_s = 1, (window, whole), 0.25
+    # the Asterisk captures' phones have endpoints of their own: only these names are trunks
+    t.trunk_names = ["peer", "carrier-*"]
     t.rules = [Rule("carrier-outage", "ner", "below", 0.85, 0.90, window, min_attempts=5, for_s=window / 4,
                     scope=Scope(trunk=("carrier-*",)), where="demo")]
     return window, whole
