@@ -176,7 +176,7 @@ async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor
     return pipe.records
 
 
-def _alert_monitor(args: argparse.Namespace, config, translator, sinks):
+def _alert_monitor(args: argparse.Namespace, config, translator, sinks, instance: str):
     from callcause.trunks.monitor import TrunkMonitor
     from callcause.trunks.rules import load_rules_file
     from callcause.trunks.settings import TrunksConfig
@@ -185,7 +185,7 @@ def _alert_monitor(args: argparse.Namespace, config, translator, sinks):
     if args.rules:
         cfg.rules = load_rules_file(args.rules)
     return TrunkMonitor(cfg, sinks=sinks, translator_of=lambda: translator, event_time=True, count_metrics=False,
-                        log_events=False)
+                        log_events=False, instance=instance)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -221,7 +221,7 @@ def main(args: argparse.Namespace) -> int:
 
     instance = config.instance if config else default_instance()
     if getattr(args, "alerts", False) or getattr(args, "rules", None):
-        monitor = _alert_monitor(args, config, translator, sinks)
+        monitor = _alert_monitor(args, config, translator, sinks, instance)
         written = asyncio.run(_write_with_alerts(legs, translator, sinks, monitor, instance))
         fired = sum(e.state == "firing" for e in monitor.events)
         print(f"callcause replay: {written} record(s) from {len(args.files)} file(s); {len(monitor.events)} alert "

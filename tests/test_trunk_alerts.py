@@ -248,6 +248,9 @@ def test_replay_alerts_back_tests_on_event_time(outage_capture, capsys):
     assert 100 < first < len(lines) - 50
     assert alerts[0]["timestamp"] > lines[first - 1]["time"][:19]
     assert set(alerts[0]) == {"type", "timestamp", "data"}
+    # the alert events name the instance the records name
+    assert {a["data"]["instance"] for a in alerts} == {x["instance"] for x in lines if x["type"] == "call.hangup"}
+    assert alerts[0]["data"]["instance"]
     # same traffic, same episode ids
     assert main(["replay", "--alerts", "--json", "--source", "fs-eu-1", str(outage_capture)]) == 0
     again = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "trunk.alert" in x]
