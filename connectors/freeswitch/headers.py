@@ -21,6 +21,8 @@ from ahocorasick_rs import MATCHKIND_LEFTMOST_FIRST, AhoCorasick
 
 from callcause.wire import ascii_int
 
+MEMO_ENTRIES = 4096        # decoded values a picker remembers
+MEMO_VALUE_MAX = 512       # ... each at most this long
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _MISSING: Any = object()
 
@@ -187,9 +189,12 @@ class HeaderPicker:
         if known is None:
             found: set[str] = set()
             known = (decode_value(value, found), tuple(found))
-            if len(self._memo) >= 4096:   # values come off the wire: keep it bounded
-                self._memo.clear()
-            self._memo[value] = known
+            # values come off the wire: a bounded number, and only short ones (a long value is
+            # not one of those that recur, and a hostile one may be megabytes)
+            if len(value) <= MEMO_VALUE_MAX:
+                if len(self._memo) >= MEMO_ENTRIES:
+                    self._memo.clear()
+                self._memo[value] = known
         if known[1]:
             problems.update(known[1])
         return known[0]
