@@ -156,9 +156,12 @@ class Tables:
         asked = self._by_asked.get((name, version))
         if asked is not None:
             return asked
-        if len(self._by_asked) >= 256:   # versions come off the wire: keep the memo bounded
-            self._by_asked.clear()
-        found = self._by_asked[(name, version)] = self._dialect(name, version)
+        found = self._dialect(name, version)
+        # versions come off the wire: a bounded memo, of version texts a real PBX could send
+        if version is None or len(version) <= 64:
+            if len(self._by_asked) >= 256:
+                self._by_asked.clear()
+            self._by_asked[(name, version)] = found
         return found
 
     def _dialect(self, name: str, version: str | None) -> Dialect:

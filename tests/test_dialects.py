@@ -277,3 +277,17 @@ def test_dialect_name_with_version() -> None:
     assert t.dialect("asterisk@22.8").q850_for_sip(302) == 16
     assert t.dialect("asterisk@22.10").q850_for_sip(302) == 23
     assert t.dialect("asterisk") is t.dialects["asterisk"]
+
+
+def test_the_memo_of_versions_keeps_texts_a_pbx_could_send() -> None:
+    """Versions come off the wire: the table of each is remembered, but not for a version text
+    no PBX sends (a hostile header of megabytes), which still gets the newest table."""
+    from callcause.mapping.tables import builtin_tables
+
+    tables = builtin_tables()
+    newest = tables.dialect("freeswitch")
+    assert tables.dialect("freeswitch", "1.10.12-release") is tables.dialect("freeswitch", "1.10.12-release")
+    junk = "9" * 100_000
+    assert tables.dialect("freeswitch", junk).q850_for_sip(486) == newest.q850_for_sip(486)
+    assert ("freeswitch", junk) not in tables._by_asked
+    assert ("freeswitch", "1.10.12-release") in tables._by_asked
