@@ -229,7 +229,9 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-_VERSION = re.compile(r"^\D*?(\d+(?:\.\d+)*)")
+# ASCII digits, at most nine a part: a version header comes off the wire, and int() refuses
+# (ValueError) a number of more than 4,300 digits
+_VERSION = re.compile(r"^[^0-9]*?([0-9]{1,9}(?:\.[0-9]{1,9})*)")
 
 
 def parse_version(text: str | None) -> tuple[int, ...] | None:

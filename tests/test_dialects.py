@@ -291,3 +291,7 @@ def test_the_memo_of_versions_keeps_texts_a_pbx_could_send() -> None:
     assert tables.dialect("freeswitch", junk).q850_for_sip(486) == newest.q850_for_sip(486)
     assert ("freeswitch", junk) not in tables._by_asked
     assert ("freeswitch", "1.10.12-release") in tables._by_asked
+    # digits of other scripts are no version number either (int() would take them)
+    from callcause.mapping.tables import parse_version
+
+    assert parse_version("\u0661.\u0661\u0660") is None and parse_version("1.10.12-release") == (1, 10, 12)
