@@ -307,6 +307,10 @@ def test_trunk_names_pick_the_trunks_among_endpoints(tmp_path):
     assert sorted(k.trunk for k in m.stats.groups) == ["-", "carrier-a", "itsp"]   # globs match case
     assert m.stats.window(GroupKey("pbx-1", "-", "outbound"), 60, now=T0 + 6).attempts == 4
     assert trunks_config(tmp_path, "language: en\n").trunk_names is None          # default: every name
+    # a name no trunk has (off the wire, a megabyte long) would become a label: it counts as `-`
+    m = TrunkMonitor(trunks_config(tmp_path, "language: en\n"), event_time=True, count_metrics=False)
+    m.observe_leg(Leg(T0, "pbx-1", "x" * 100_000, "outbound", "answered", True, 200, 16, 30.0, None, None))
+    assert [k.trunk for k in m.stats.groups] == ["-"]
     with pytest.raises(ConfigError) as err:
         trunks_config(tmp_path, "trunks:\n  trunk_names: []\n")
     assert "trunks.trunk_names" in str(err.value) and "carrier-*" in str(err.value)

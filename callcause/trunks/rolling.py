@@ -29,6 +29,7 @@ DEFAULT_WINDOWS = (60, 300, 3600)
 BASE_WIDTH = 10            # seconds of the finest bucket
 BUCKETS = 30               # a window is served by buckets at most 1/30 of its length
 OTHER_KEY = GroupKey(OTHER, OTHER, OTHER)
+MAX_TRUNK_NAME = 128       # characters; a longer name counts as `-`
 
 
 def series_plan(windows: Iterable[float], base: int = BASE_WIDTH) -> list[tuple[int, float]]:
@@ -261,8 +262,9 @@ class RollingStats:
 
     def trunk(self, name: str | None) -> str:
         """The trunk a leg is counted under: its endpoint or gateway name, or `-` when it has
-        none or `trunks.trunk_names` does not name it (an Asterisk phone's own endpoint)."""
-        if not name:
+        none, when `trunks.trunk_names` does not name it (an Asterisk phone's own endpoint), or
+        when it is longer than any trunk's name (it comes off the wire, and becomes a label)."""
+        if not name or len(name) > MAX_TRUNK_NAME:
             return NO_TRUNK
         if self.trunk_names is None:
             return name
@@ -275,7 +277,7 @@ class RollingStats:
 
     def add(self, leg: Leg) -> GroupKey:
         dest = self.destinations.group(leg.to) if self.destinations is not None else ""
-        trunk = leg.trunk if self.trunk_names is None else self.trunk(leg.trunk)
+        trunk = self.trunk(leg.trunk)
         # a plain tuple finds the GroupKey entry (equal and same hash) without building one
         group = self.groups.get((leg.source, trunk, leg.direction, dest))
         if group is not None:

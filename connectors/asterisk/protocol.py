@@ -70,7 +70,7 @@ def parse_fields(text: str) -> tuple[Fields, int]:
         lk = get(key)
         if lk is None:
             lk = key.strip().lower()
-            if len(_LOWER) < _LOWER_MAX:
+            if len(_LOWER) < _LOWER_MAX and len(key) <= 64:   # garbage may be a megabyte long
                 _LOWER[key] = lk
         if lk not in fields:
             fields[lk] = value
