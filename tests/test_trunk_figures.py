@@ -178,6 +178,9 @@ def test_destination_groups():
     assert d.group("+4990012345678") == "premium-de"       # the user's prefix group wins
     assert d.group("1000") == "DE/unknown"
     assert d.group(None) == "unknown"
+    # a "number" of a megabyte (off the wire) is no destination, and the cache does not keep it
+    assert d.group("+49900" + "1" * 1_000_000) == "unknown"
+    assert d._cached.cache_info().currsize == 5
     stats = RollingStats(destinations=d, clock=lambda: 10.0)
     key = stats.add(leg(9.0, to="+33612345678"))
     assert key.destination == "FR/mobile"

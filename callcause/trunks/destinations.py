@@ -36,6 +36,9 @@ class DestinationConfig:
         return self.numbering_plan or bool(self.prefixes)
 
 
+MAX_NUMBER = 64            # characters of a called number worth grouping
+
+
 class Destinations:
     """Maps a called number to its group name (`DE/mobile`, a prefix group, or `unknown`)."""
 
@@ -44,7 +47,14 @@ class Destinations:
         # longest prefix first, so `+4915` wins over `+49`
         self._prefixes = sorted(((p, name) for name, ps in cfg.prefixes.items() for p in ps),
                                 key=lambda item: -len(item[0]))
-        self.group = lru_cache(maxsize=cache_size)(self._group)
+        self._cached = lru_cache(maxsize=cache_size)(self._group)
+
+    def group(self, number: str | None) -> str:
+        # numbers come off the wire and the cache keeps them: one longer than any dial string
+        # (a hostile megabyte) is no destination
+        if number is not None and len(number) > MAX_NUMBER:
+            return UNKNOWN
+        return self._cached(number)
 
     def _group(self, number: str | None) -> str:
         if not number:
