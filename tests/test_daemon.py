@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from ami_support import SECRET, fixture, wait_until
+from test_health import http_get
 
 from callcause import cli, metrics
 from callcause.config import load_config
@@ -135,16 +136,6 @@ async def test_callcause_run_exits_0_on_sigterm_after_writing_records(tmp_path) 
         assert records(tmp_path)[0]["call"]["leg_id"] == "1795278971.8"
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 async def test_metrics_and_readiness_follow_the_source(tmp_path) -> None:
     """/readyz flips to 503 when the PBX goes away and back to 200 when the source is back;
     /metrics, scraped over HTTP and parsed by the official parser, counts the records."""
@@ -158,23 +149,23 @@ async def test_metrics_and_readiness_follow_the_source(tmp_path) -> None:
             await sim.wait_logins(1)
             await wait_until(lambda: daemon.health is not None and daemon.sources[0].connected)
             port = daemon.health.port
-            assert (await get(port, "/readyz"))[0] == 200
+            assert (await http_get(port, "/readyz"))[0] == 200
             await sim.send_events(Scenario.from_frames("busy", CALL).render(IdSource()))
             await wait_until(lambda: len(records(tmp_path)) >= 1)
-            status, body = await get(port, "/metrics")
+            status, body = await http_get(port, "/metrics")
             assert status == 200
-            samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+            samples = [s for f in text_string_to_metric_families(body.decode()) for s in f.samples]
             busy = [s.value for s in samples if s.name == "callcause_records_total"
                     and s.labels == {"source": "pbx-test", "category": "busy"}]
             assert busy and busy[0] >= 1
             sim.silent = True          # the PBX stops answering: no login on reconnect
             sim.drop()
             await wait_until(lambda: not daemon.sources[0].connected)
-            status, body = await get(port, "/readyz")
+            status, body = await http_get(port, "/readyz")
             assert status == 503 and json.loads(body)["components"]["source:pbx-test"] is False
             sim.silent = False
             await wait_until(lambda: daemon.sources[0].connected, timeout=10)
-            assert (await get(port, "/readyz"))[0] == 200
+            assert (await http_get(port, "/readyz"))[0] == 200
         finally:
             daemon.stop.set()
             assert await asyncio.wait_for(task, 15) == 0
@@ -194,17 +185,17 @@ async def test_readiness_follows_a_sink_that_cannot_write(tmp_path) -> None:
         try:
             await wait_until(lambda: daemon.health is not None and daemon.sources[0].connected)
             port = daemon.health.port
-            assert (await get(port, "/readyz"))[0] == 200
+            assert (await http_get(port, "/readyz"))[0] == 200
             path.unlink(missing_ok=True)
             path.mkdir()
             await sim.send_events(Scenario.from_frames("busy", CALL).render(IdSource()))
             await wait_until(lambda: not daemon.sinks[0].ready)
-            status, body = await get(port, "/readyz")
+            status, body = await http_get(port, "/readyz")
             assert status == 503
             assert json.loads(body)["components"] == {"source:pbx-test": True, f"sink:log:{path}": False}
             shutil.rmtree(path)
             await wait_until(lambda: len(records(tmp_path)) >= 1, timeout=10)
-            assert (await get(port, "/readyz"))[0] == 200
+            assert (await http_get(port, "/readyz"))[0] == 200
         finally:
             daemon.stop.set()
             assert await asyncio.wait_for(task, 15) == 0

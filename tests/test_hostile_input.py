@@ -15,6 +15,7 @@ from ami_support import SECRET, fixture, wait_until
 from esl_support import PASSWORD, frames, metric
 from esl_support import daemon_config as esl_config
 from test_daemon import records, write_config
+from test_health import http_get
 
 from callcause import metrics, wire
 from callcause.config import load_config
@@ -193,7 +194,7 @@ async def test_a_source_task_that_ends_is_restarted_and_not_ready_meanwhile(tmp_
         await wait_until(lambda: waits == [daemon.restart_min])
         assert metrics.SOURCE_RESTARTS.labels(source="pbx-test")._value.get() == restarts + 1
         status, body = await http_get(daemon.health.port, "/readyz")
-        assert status == 503 and body["components"]["source:pbx-test"] is False
+        assert status == 503 and json.loads(body)["components"]["source:pbx-test"] is False
         release.set()
         await wait_until(lambda: runs == 2 and source.connected)
         await sim.send_events(fresh(CALL, IdSource()))
@@ -204,16 +205,6 @@ async def test_a_source_task_that_ends_is_restarted_and_not_ready_meanwhile(tmp_
         assert await asyncio.wait_for(task, 10) == 0
     line = next(r for r in caplog.records if "stopped unexpectedly" in r.getMessage())
     assert line.levelno == logging.ERROR and "injected source failure" in line.getMessage()
-
-
-async def http_get(port: int, path: str) -> tuple[int, dict]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body or b"{}")
 
 
 # --- FreeSWITCH: an absurd time between real calls (issue: one record wedging every sink) ------
