@@ -26,10 +26,17 @@ EPOCH_MAX = 4_102_444_800.0      # 2100-01-01T00:00:00Z
 MAX_DURATION_S = 366 * 86400.0
 
 
+def ascii_digits(value: str) -> bool:
+    """Only ASCII digits, at least one: `str.isdigit()` alone admits `²` (which `int()` and
+    `float()` refuse) and `٣` (which they read as 3)."""
+    return value.isdigit() and value.isascii()
+
+
 def ascii_int(value: str | None) -> int | None:
     """`"486"` -> 486; None for anything but 1-18 ASCII digits (surrounding blanks allowed)."""
     if value is None:
         return None
+    # `ascii_digits`, written out: the sources call this for several headers of every event
     if not (value.isdigit() and value.isascii()):   # blanks around it, or not a number at all
         value = value.strip()
         if not (value.isdigit() and value.isascii()):

@@ -25,6 +25,7 @@ from callcause.config import SafeLoader
 from callcause.errors import NotationError
 from callcause.mapping.tables import TABLES_DIR, Tables
 from callcause.record import ReasonHeader
+from callcause.wire import ascii_digits
 
 EXPECTED = ("a SIP code (486, 'SIP/2.0 480 No money left', 'SIP 486 Busy Here', sip:486), "
             "a Q.850 cause (q850:34, cause=34, 'Reason: Q.850;cause=34'), a cause name (USER_BUSY, "
@@ -60,11 +61,6 @@ _SIP_STATUS = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _SIP_TECH = re.compile(r"^SIP\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)            # HANGUPCAUSE(...,tech)
 _SIP_PROTO = re.compile(r"^sip\s*:\s*(\d{3})$", re.IGNORECASE)                     # proto_specific_hangup_cause
 _CODE_PHRASE = re.compile(r"^(\d{3})(?:\s+(\S.*))?$")
-
-
-def _ascii_digits(value: str) -> bool:
-    # str.isdigit() alone admits `²` (which int() refuses) and `٣` (which int() reads as 3)
-    return value.isascii() and value.isdigit()
 
 
 def _sip_code(value: str, text: str) -> int:
@@ -368,12 +364,12 @@ class NotationParser:
         if kind == "q850":
             if key == "cause" and _HEX_PAIRS.match(value):
                 return _abilis(value, text)
-            if not _ascii_digits(value):
+            if not ascii_digits(value):
                 raise _fail(f"understood the header {key!r}, but {value!r} is not a cause number")
             return Notation("q850", text, q850=_q850_value(value, text),
                             dialect="freeswitch" if key.startswith(("variable_", "hangup_")) else "asterisk")
         if kind == "sip":
-            if not _ascii_digits(value):
+            if not ascii_digits(value):
                 raise _fail(f"understood the header {key!r}, but {value!r} is not a SIP code")
             return Notation("sip", text, sip_code=_sip_code(value, text),
                             dialect="asterisk" if key == "techcause" else "freeswitch")
@@ -382,7 +378,7 @@ class NotationParser:
         return self._value(value)
 
     def _value(self, text: str) -> Notation:
-        if _ascii_digits(text):
+        if ascii_digits(text):
             number = int(text)
             if 100 <= number <= 799:
                 return Notation("sip", text, sip_code=number)

@@ -35,6 +35,7 @@ from callcause.connectors.delivery.dispatcher import (
     parse_tls,
 )
 from callcause.tls import client_context, warn_unverified
+from callcause.wire import ascii_digits
 
 log = logging.getLogger("callcause.webhook")
 
@@ -171,7 +172,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():      # `²` passes isdigit() alone, and float() refuses it
+    if ascii_digits(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
