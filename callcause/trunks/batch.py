@@ -131,12 +131,11 @@ class BatchCounter:
                 k = (labels, category, answered, sip)
                 legs[k] = legs.get(k, 0) + n
         talk_s, talk_n, pdd_s, pdd_n = slot.marks
-        talk, pdd = slot.talk_row, slot.pdd_row
-        totals.talk_n += int(sum(talk[:-1]) - talk_n)
-        talk[-1] += totals.talk_s - talk_s
-        totals.pdd_n += int(sum(pdd[:-1]) - pdd_n)
-        pdd[-1] += totals.pdd_s - pdd_s
         slot.mark()
+        totals.talk_n += int(slot.marks[1] - talk_n)
+        slot.talk_row[-1] += totals.talk_s - talk_s
+        totals.pdd_n += int(slot.marks[3] - pdd_n)
+        slot.pdd_row[-1] += totals.pdd_s - pdd_s
         group = slot.group
         if totals.last > group.last:
             group.last = totals.last
