@@ -125,15 +125,15 @@ def diff(legs: list[HangupClues], old, new, lang: str, out=None) -> int:
     return changed
 
 
-async def _settle(sinks) -> None:
+async def _wait_delivered(sinks) -> None:
     """Let sinks with an outbox deliver what the replay gave them before the command ends,
     for as long as deliveries go on (each sink's `grace` without progress ends the wait); say
     what is left and where it waits."""
     for sink in sinks:
-        settle = getattr(sink, "settle", None)
-        if settle is None:
+        wait = getattr(sink, "wait_delivered", None)
+        if wait is None:
             continue
-        left = await settle(sink.cfg.grace_s)
+        left = await wait(sink.cfg.grace_s)
         if left:
             print(f"callcause replay: sink {sink.name}: {left} record(s) not delivered yet; they wait in "
                   f"the outbox {sink.outbox_path}, which `callcause run` with this config delivers "
@@ -149,7 +149,7 @@ async def _write(legs: list[HangupClues], translator, sinks, instance: str) -> i
         for clues in legs:
             pipe.emit(clues)
         await pipe.drain()
-        await _settle(sinks)
+        await _wait_delivered(sinks)
     finally:
         await pipe.close_sinks()
     return pipe.records
@@ -170,7 +170,7 @@ async def _write_with_alerts(legs: list[HangupClues], translator, sinks, monitor
             await pipe.process_many([clues])
         monitor.finish()
         await monitor.flush()
-        await _settle(sinks)
+        await _wait_delivered(sinks)
     finally:
         await pipe.close_sinks()
     return pipe.records

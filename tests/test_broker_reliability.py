@@ -61,7 +61,7 @@ async def test_mqtt_broker_down_at_start_then_restarted_mid_stream(mosquitto, tm
         await consumer.wait_for({make_record(i).id for i in range(500)}, timeout=30)
         # the consumer may have a message whose acknowledgement never reached the sink (the
         # broker went away in between): its row waits for its retry, a duplicate of the same id
-        assert await s.settle(30) == 0
+        assert await s.wait_delivered(30) == 0
     finally:
         runner.cancel()
         await pipeline.close_sinks()

@@ -415,7 +415,7 @@ class OutboxSink(Sink):
         self._depth += len(rows)
         self._wake.set()
 
-    async def settle(self, patience: float) -> int:
+    async def wait_delivered(self, patience: float) -> int:
         """Wait while the outbox empties: until no row waits, or until `patience` seconds pass
         without a row leaving it (a receiver that is down). For commands that end once their
         records are written (`callcause replay -c`): the daemon keeps delivering instead.
