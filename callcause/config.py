@@ -7,7 +7,6 @@ top-level keys of design.md section 6.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -244,24 +243,23 @@ class Section:
     def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
         """Seconds as a number (`30`, `0.5`) or with a unit (`500ms`, `30s`, `5m`, `24h`, `2d`)."""
         raw = self.data.get(key) if isinstance(self.data, dict) else None
-        if isinstance(raw, str):
-            text = self.str(key).strip().lower()
-            with contextlib.suppress(ValueError):
-                value = float(text)
-                if value < minimum:
-                    raise self.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g} or more")
-                return value
-            for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
-                if text.endswith(unit):
-                    try:
-                        value = float(text[: -len(unit)]) * _DURATION_UNITS[unit]
-                    except ValueError:
-                        break
-                    if value < minimum:
-                        raise self.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g}s or more")
-                    return value
+        if not isinstance(raw, str):
+            return self.float(key, default, min=minimum)
+        text = self.str(key).strip().lower()
+        unit = ""
+        try:
+            value: float | None = float(text)
+        except ValueError:
+            unit = next((u for u in sorted(_DURATION_UNITS, key=len, reverse=True) if text.endswith(u)), "")
+            try:
+                value = float(text[: -len(unit)]) * _DURATION_UNITS[unit] if unit else None
+            except ValueError:
+                value = None
+        if value is None:
             raise self.error(key, f"expected a duration, found {text!r}", fix="write e.g. 30, 30s, 5m, 24h")
-        return self.float(key, default, min=minimum)
+        if value < minimum:
+            raise self.error(key, f"{text} is below {minimum:g} s", fix=f"use {minimum:g}{'s' if unit else ''} or more")
+        return value
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)
