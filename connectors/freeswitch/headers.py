@@ -26,6 +26,7 @@ MEMO_VALUE_MAX = 512       # ... each at most this long
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _MISSING: Any = object()
 
+
 def decode_value(value: str, problems: set[str]) -> str:
     """One URL-encoded header value, decoded; what is wrong with it goes into `problems`."""
     if _BAD_PERCENT.search(value):
@@ -62,11 +63,8 @@ class DecodedHeaders(Mapping[str, str]):
             return value
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[key] = self._decode(value)
+            cached = self._cache[key] = decode_value(value, self.problems)
         return cached
-
-    def _decode(self, value: str) -> str:
-        return decode_value(value, self.problems)
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key, _MISSING)
@@ -132,8 +130,6 @@ def parse_json_event(text: str) -> tuple[DecodedHeaders, str]:
     raw = {str(k): (v if isinstance(v, str) else "|".join(map(str, v)) if isinstance(v, list) else str(v))
            for k, v in obj.items()}
     return DecodedHeaders(raw, encoded=False), str(body)
-
-
 
 
 class HeaderPicker:
